@@ -1,0 +1,169 @@
+"""The project's own TFDS builder: scikit-learn's bundled 8x8 handwritten digits.
+
+``digits`` is the small image set every test and demo of genjax can train on offline: the
+1,797 8x8 images that scikit-learn ships inside its wheel (``sklearn.datasets.load_digits``,
+the test set of the UCI "Optical Recognition of Handwritten Digits" data, 4x4 blocks of
+32x32 bitmaps counted into 17 grey levels 0..16). Nothing is downloaded: the builder reads the
+arrays from scikit-learn and writes them as a regular TFDS dataset (``array_record`` files), so
+``tfds.data_source("digits", data_dir=...)`` and :func:`genjax.data.load` read it like any
+other TFDS dataset, without TensorFlow.
+
+Features
+    ``image``: ``uint8 [8, 8, 1]``, the raw grey levels 0..16 (NOT rescaled to 0..255; the
+    maximum value 16 is stored as ``info.metadata["image_max"]`` for the preprocessing).
+    ``label``: ``ClassLabel(num_classes=10)``, the digit.
+
+Split (fixed, stratified, no randomness)
+    Within each class, take the examples in scikit-learn's order; the 5th, 10th, 15th, ...
+    of them (class-local position ``p`` with ``p % 5 == 4``) go to ``test``, all others to
+    ``train``. This gives 355 test / 1,442 train examples, every class in both splits in
+    the same 4:1 proportion (up to rounding). Records are written in scikit-learn's order
+    (shuffling on write is disabled), so ``train[i]`` is scikit-learn's image
+    ``train_indices()[i]``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+__all__ = ["IMAGE_MAX", "TEST_EVERY", "Digits", "prepare_digits", "split_indices"]
+
+#: Largest grey level in the data (each pixel counts set bits in a 4x4 block).
+IMAGE_MAX = 16
+#: Every ``TEST_EVERY``-th example of each class goes to the test split.
+TEST_EVERY = 5
+
+_DESCRIPTION = """\
+scikit-learn's bundled 8x8 handwritten digits (1,797 images, grey levels 0..16, 10 classes),
+prepared locally without download. Stratified split: within each class, every 5th example
+(class-local positions 4, 9, 14, ...) is in `test`, the rest in `train` (1,442 / 355).
+Images keep the raw 0..16 values; metadata["image_max"] = 16."""
+
+_CITATION = """\
+@misc{alpaydin1998optdigits,
+  author = {Alpaydin, E. and Kaynak, C.},
+  title = {Optical Recognition of Handwritten Digits},
+  year = {1998},
+  howpublished = {UCI Machine Learning Repository},
+  doi = {10.24432/C50P49}
+}"""
+
+
+def split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """The fixed stratified split of the digits data.
+
+    Args:
+      labels: int ``[N]``, the class of each example, in scikit-learn's order.
+
+    Returns:
+      ``{"train": int64 [N_train], "test": int64 [N_test]}``: sorted indices into ``labels``.
+      Within each class, the example at class-local position ``p`` is in ``test`` iff
+      ``p % TEST_EVERY == TEST_EVERY - 1``.
+    """
+    labels = np.asarray(labels)
+    is_test = np.zeros(labels.shape[0], dtype=bool)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        is_test[members[TEST_EVERY - 1 :: TEST_EVERY]] = True
+    return {"train": np.flatnonzero(~is_test), "test": np.flatnonzero(is_test)}
+
+
+def _load_sklearn() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as ``(uint8 [1797, 8, 8, 1], int64 [1797])``."""
+    from sklearn.datasets import load_digits  # local import: only needed to prepare
+
+    raw = load_digits()
+    images = raw.images
+    # The values are integral counts stored as float64; the cast below must be exact.
+    if not (np.all(images == np.round(images)) and images.min() >= 0):
+        raise ValueError("scikit-learn's digits are expected to hold integers 0..16")
+    if images.max() > IMAGE_MAX:
+        raise ValueError(f"scikit-learn's digits exceed {IMAGE_MAX}: max {images.max()}")
+    return images.astype(np.uint8)[..., None], raw.target.astype(np.int64)
+
+
+class Digits(tfds.core.GeneratorBasedBuilder):
+    """TFDS builder for scikit-learn's 8x8 digits (dataset name ``"digits"``).
+
+    Prepared from the copy inside scikit-learn, so ``download_and_prepare`` needs no network.
+    The default file format is ``array_record`` (random access, readable with
+    ``tfds.data_source`` and no TensorFlow); pass ``file_format=...`` to override.
+
+    Example::
+
+        builder = Digits(data_dir="/tmp/tfds")
+        builder.download_and_prepare()
+        train = builder.as_data_source(split="train")   # len 1442, items {"image", "label"}
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {
+        "1.0.0": "First release: raw 0..16 images, stratified 1,442/355 split."
+    }
+
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls) -> epath.Path:
+        """This module's file (TFDS looks for a ``checksums.tsv`` beside it; there is none).
+
+        TFDS derives the default from the top-level package's resources, which fails when
+        ``genjax`` is imported as a namespace package (e.g. some editable installs).
+        """
+        return epath.Path(__file__)
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("file_format", "array_record")
+        super().__init__(**kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        # Built directly rather than with `dataset_info_from_configs`, which looks for
+        # metadata files inside a TFDS package directory that this builder does not have.
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=_DESCRIPTION,
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
+                    "label": tfds.features.ClassLabel(num_classes=10),
+                }
+            ),
+            supervised_keys=("image", "label"),
+            disable_shuffling=True,
+            homepage="https://scikit-learn.org/stable/datasets/toy_dataset.html#digits-dataset",
+            citation=_CITATION,
+            metadata=tfds.core.MetadataDict(image_max=IMAGE_MAX),
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # nothing to download
+        images, labels = _load_sklearn()
+        return {
+            name: self._generate_examples(images, labels, indices)
+            for name, indices in split_indices(labels).items()
+        }
+
+    def _generate_examples(self, images, labels, indices):
+        # Keys are scikit-learn's indices; with shuffling disabled, records keep this order.
+        for i in indices:
+            yield int(i), {"image": images[i], "label": int(labels[i])}
+
+
+def prepare_digits(data_dir: str | os.PathLike | None = None) -> Digits:
+    """Prepares ``digits`` in ``data_dir`` if it is not there yet, and returns the builder.
+
+    Args:
+      data_dir: TFDS data directory; ``None`` means TFDS's default (``$TFDS_DATA_DIR`` or
+        ``~/tensorflow_datasets``).
+
+    Returns:
+      The prepared :class:`Digits` builder (``builder.as_data_source(split)`` reads it).
+    """
+    builder = Digits(data_dir=data_dir)
+    if not builder.is_prepared():
+        builder.download_and_prepare()
+    return builder

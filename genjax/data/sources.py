@@ -1,0 +1,286 @@
+"""Datasets by name, held in host memory as NumPy arrays.
+
+:func:`load` is the one entry point::
+
+    train = load("digits", "train")          # prepared from scikit-learn on first use
+    test = load("mnist", "test")             # any TFDS image dataset prepared in the data dir
+    ring = load("ring8", "train")            # synthetic 2-D mixtures (see ``synthetic.py``)
+
+Names:
+  ``digits``   the project's own TFDS builder (``digits.py``); prepared into the data
+               directory on first use, with no download.
+  ``ring8``, ``grid25``   the 2-D Gaussian mixtures of ``synthetic.py`` (fixed finite sets).
+  anything else            a TFDS dataset that is already prepared (``array_record`` files) in
+               the data directory, read with TFDS's random-access ``data_source`` API (no
+               TensorFlow), e.g. ``mnist``, ``fashion_mnist``, ``cifar10``. Its features must
+               include an ``image`` (fixed shape, uint8); a ``ClassLabel`` named ``label`` is
+               read when present.
+
+The data directory is, in order: the ``data_dir`` argument, the ``GENJAX_DATA_DIR`` environment
+variable, TFDS's default (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
+
+A TFDS split is read whole into memory once (:func:`read_into_memory`), which suits the
+mnist/cifar-sized sets this library trains on (cifar10 train is 150 MB of uint8). A set too
+large for host memory would need a lazy :class:`Dataset` whose ``get`` reads records from the
+data source on demand (``source.__getitems__(indices)``); reading is kept in its own function so
+such a variant can be added without touching the batcher, which only calls ``get``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from genjax.data import synthetic
+from genjax.data.digits import prepare_digits
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "KNOWN_DATASETS",
+    "Dataset",
+    "DatasetError",
+    "load",
+    "read_into_memory",
+    "resolve_data_dir",
+]
+
+#: Environment variable that overrides TFDS's default data directory.
+DATA_DIR_ENV = "GENJAX_DATA_DIR"
+#: Names that :func:`load` serves without a prepared TFDS dataset.
+KNOWN_DATASETS = ("digits", *synthetic.MIXTURES)
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be loaded as asked: unknown name or split, not prepared, wrong features."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """One split of a dataset, as NumPy arrays in host memory.
+
+    Attributes:
+      name: the dataset name given to :func:`load`.
+      split: the split name (TFDS split syntax, e.g. ``"train[:90%]"``, is kept as given).
+      features: read-only arrays with the same leading size ``N``. Image sets:
+        ``"image"`` uint8 ``[N, H, W, C]`` and, if labelled, ``"label"`` int32 ``[N]``.
+        Synthetic sets: ``"x"`` float32 ``[N, 2]`` and ``"label"`` int32 ``[N]`` (mode index).
+      num_classes: number of label values (the number of modes for synthetic sets), or None
+        if there is no label.
+      image_max: the largest possible pixel value (16 for digits, 255 for uint8 TFDS images),
+        which the preprocessing divides by; None for the synthetic sets.
+    """
+
+    name: str
+    split: str
+    features: Mapping[str, np.ndarray]
+    num_classes: int | None = None
+    image_max: int | None = None
+
+    def __post_init__(self):
+        if ("image" in self.features) == ("x" in self.features):
+            raise DatasetError(
+                f"dataset {self.name!r} must have exactly one input feature, 'image' or 'x'; "
+                f"it has {sorted(self.features)}"
+            )
+        sizes = {k: np.shape(v)[0] if np.ndim(v) else None for k, v in self.features.items()}
+        if len(set(sizes.values())) != 1 or None in sizes.values():
+            raise DatasetError(f"features of {self.name!r} differ in leading size: {sizes}")
+        frozen = {}
+        for key, value in self.features.items():
+            array = np.array(value, copy=True)
+            array.setflags(write=False)
+            frozen[key] = array
+        object.__setattr__(self, "features", types.MappingProxyType(frozen))
+
+    @property
+    def input_key(self) -> str:
+        """``"image"`` for image sets, ``"x"`` for the synthetic vector sets."""
+        return "image" if "image" in self.features else "x"
+
+    @property
+    def num_examples(self) -> int:
+        """``N``, the number of examples in the split."""
+        return int(self.features[self.input_key].shape[0])
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def get(self, indices: Any) -> dict[str, np.ndarray]:
+        """Gathers rows on the host.
+
+        Args:
+          indices: int array of any shape ``S`` (NumPy or JAX), values in ``[0, N)``.
+
+        Returns:
+          ``{key: array [*S, ...]}`` for every feature, e.g. ``image`` uint8 ``[*S, H, W, C]``.
+        """
+        idx = np.asarray(indices)
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
+        return {key: value[idx] for key, value in self.features.items()}
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}: {v.dtype}{list(v.shape)}" for k, v in self.features.items())
+        return f"Dataset({self.name!r}, split={self.split!r}, {{{shapes}}})"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> str | None:
+    """``data_dir`` if given, else ``$GENJAX_DATA_DIR``, else None (TFDS's own default)."""
+    if data_dir:
+        return os.fspath(data_dir)
+    return os.environ.get(DATA_DIR_ENV) or None
+
+
+def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Loads one split of a dataset by name into host memory.
+
+    Args:
+      name: ``"digits"``, ``"ring8"``, ``"grid25"``, or the name of a TFDS image dataset
+        prepared in the data directory (``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``, ...).
+      split: split name, e.g. ``"train"`` or ``"test"``; TFDS sets also accept TFDS's slicing
+        syntax (``"train[:90%]"``).
+      data_dir: TFDS data directory; default ``$GENJAX_DATA_DIR``, else TFDS's default.
+
+    Returns:
+      The split as a :class:`Dataset`.
+
+    Raises:
+      DatasetError: unknown name or split, TFDS dataset not prepared in the data directory,
+        or features that are not an image/``x`` set.
+    """
+    if not isinstance(name, str) or not name:
+        raise DatasetError(f"dataset name must be a non-empty string, got {name!r}")
+    if not isinstance(split, str) or not split:
+        raise DatasetError(f"split must be a non-empty string, got {split!r}")
+    if name in synthetic.MIXTURES:
+        return _load_mixture(name, split)
+    data_dir = resolve_data_dir(data_dir)
+    if name == "digits":
+        prepare_digits(data_dir)
+    return _load_tfds(name, split, data_dir)
+
+
+def _load_mixture(name: str, split: str) -> Dataset:
+    spec = synthetic.MIXTURES[name]
+    if split not in synthetic.SPLIT_SIZES:
+        raise DatasetError(
+            f"unknown split {split!r} for {name!r}; available: {', '.join(synthetic.SPLIT_SIZES)}"
+        )
+    features = synthetic.mixture_dataset(spec, split)
+    return Dataset(name, split, features, num_classes=spec.num_modes, image_max=None)
+
+
+def _load_tfds(name: str, split: str, data_dir: str | None) -> Dataset:
+    builder = _tfds_builder(name, data_dir)
+    root = os.fspath(builder.data_dir_root)
+    if not builder.is_prepared():
+        raise DatasetError(
+            f"TFDS dataset {name!r} is not prepared in {root}: run `tfds build {name} "
+            f"--data_dir {root} --file_format array_record` (needs TensorFlow and a network), "
+            f"or copy a prepared array_record copy ({name}/<version>/) into {root}"
+        )
+    _check_split(builder, name, split)
+    features = builder.info.features
+    image_max, num_classes = _check_features(features, name, builder.info.metadata)
+    try:
+        source = builder.as_data_source(split=split)
+    except NotImplementedError:
+        raise DatasetError(
+            f"TFDS dataset {name!r} in {root} is stored as {builder.info.file_format}, which "
+            f"has no random access: rebuild it with `tfds build {name} --data_dir {root} "
+            "--file_format array_record`"
+        ) from None
+    except (ValueError, KeyError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise DatasetError(f"cannot read split {split!r} of {name!r}: {first_line}") from error
+    keys = ["image", "label"] if num_classes is not None else ["image"]
+    arrays = read_into_memory(source, keys)
+    if arrays["image"].shape[0] == 0:
+        raise DatasetError(f"split {split!r} of {name!r} is empty")
+    arrays["image"] = arrays["image"].astype(np.uint8, copy=False)
+    if "label" in arrays:
+        arrays["label"] = arrays["label"].astype(np.int32)
+    return Dataset(name, split, arrays, num_classes=num_classes, image_max=image_max)
+
+
+def _tfds_builder(name: str, data_dir: str | None):
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        where = data_dir or "the TFDS data directory"
+        raise DatasetError(
+            f"unknown dataset {name!r}: known are {', '.join(KNOWN_DATASETS)}, and any TFDS "
+            f"dataset prepared in {where}"
+        ) from None
+
+
+def _check_split(builder, name: str, split: str) -> None:
+    available = list(builder.info.splits.keys())
+    if not available:  # no split metadata (e.g. mocked builders): let TFDS decide
+        return
+    # TFDS split syntax: "train", "train[:90%]", "train+test", "train[10:20]".
+    parts = {re.sub(r"\[.*?\]", "", part).strip() for part in split.split("+")}
+    if not parts <= set(available):
+        raise DatasetError(
+            f"unknown split {split!r} for {name!r}; available: {', '.join(available)}"
+        )
+
+
+def _check_features(features, name: str, metadata) -> tuple[int, int | None]:
+    """Validates an image dataset's features; returns ``(image_max, num_classes or None)``."""
+    if "image" not in features:
+        raise DatasetError(
+            f"dataset {name!r} has no 'image' feature (it has {sorted(features.keys())}); "
+            "genjax reads image sets (key 'image') and the synthetic 2-D sets (key 'x')"
+        )
+    image = features["image"]
+    shape = tuple(image.shape)
+    if len(shape) != 3 or any(d is None for d in shape):
+        raise DatasetError(
+            f"dataset {name!r}: 'image' must have a fixed shape [H, W, C], got {shape}"
+        )
+    if np.dtype(image.np_dtype) != np.uint8:
+        raise DatasetError(f"dataset {name!r}: 'image' must be uint8, got {image.np_dtype}")
+    image_max = 255
+    if metadata is not None and "image_max" in metadata:
+        image_max = int(metadata["image_max"])
+    label = dict(features.items()).get("label")  # FeaturesDict has no .get
+    num_classes = label.num_classes if isinstance(label, tfds.features.ClassLabel) else None
+    return image_max, num_classes
+
+
+def read_into_memory(
+    source: Sequence[Mapping[str, Any]], keys: Sequence[str], *, chunk_size: int = 4096
+) -> dict[str, np.ndarray]:
+    """Reads every record of a random-access source into stacked NumPy arrays.
+
+    Args:
+      source: a ``tfds.data_source``-like sequence: ``len(source)`` records, each a dict of
+        arrays/scalars; ``source.__getitems__(list_of_indices)`` is used when present.
+      keys: the record keys to keep.
+      chunk_size: records read per call.
+
+    Returns:
+      ``{key: array [len(source), ...]}`` in record order.
+    """
+    n = len(source)
+    out: dict[str, np.ndarray] = {}
+    get_many = getattr(source, "__getitems__", None)
+    for start in range(0, n, chunk_size):
+        indices = list(range(start, min(start + chunk_size, n)))
+        records = get_many(indices) if get_many else [source[i] for i in indices]
+        for key in keys:
+            column = np.stack([np.asarray(r[key]) for r in records])
+            if key not in out:
+                out[key] = np.empty((n, *column.shape[1:]), dtype=column.dtype)
+            out[key][start : start + len(indices)] = column
+    if n == 0:
+        out = {key: np.empty((0,)) for key in keys}
+    return out
