@@ -1,0 +1,26 @@
+"""The one training engine: tasks, train states, compiled steps, loops and checkpoints."""
+
+from genjax.train.checkpoint import Checkpointer, CheckpointError
+from genjax.train.loop import FitResult, NonFiniteError, ResumeError, TrainConfig, chunk_ends, fit
+from genjax.train.state import TrainState, init_state
+from genjax.train.step import STRATEGIES, Engine, make_update
+from genjax.train.task import SINGLE, Player, Task
+
+__all__ = [
+    "SINGLE",
+    "STRATEGIES",
+    "CheckpointError",
+    "Checkpointer",
+    "Engine",
+    "FitResult",
+    "NonFiniteError",
+    "Player",
+    "ResumeError",
+    "Task",
+    "TrainConfig",
+    "TrainState",
+    "chunk_ends",
+    "fit",
+    "init_state",
+    "make_update",
+]

@@ -1,0 +1,449 @@
+"""Train steps: one pure update, compiled four ways, and fused into ``lax.scan`` loops.
+
+The update ``(state, raw_batch) -> (state, metrics)`` is written once. A *strategy* decides
+how it runs:
+
+``jit``        one device, ``jax.jit``.
+``mesh``       ``jax.jit`` over a ``Mesh`` with a ``data`` axis: the batch is sharded with
+               ``NamedSharding(mesh, P("data"))``, the state replicated; XLA inserts the
+               gradient all-reduce. The main data-parallel path; spans hosts.
+``shard_map``  per-device code with an explicit ``lax.pmean`` over ``data``, through
+               ``jax.shard_map`` under ``jax.jit``.
+``pmap``       the same per-device code through ``jax.pmap`` (users ask for it by name; since
+               JAX 0.8 it is built on jit + shard_map).
+
+In the per-device strategies each device folds its index into the step's key, so random
+draws are independent across devices (as in Flax's examples); for a loss that draws nothing
+at random all four give the same numbers up to float reassociation.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from genjax.data.pipeline import batch_indices
+from genjax.train.state import TrainState
+from genjax.train.task import SINGLE, Task
+
+STRATEGIES = ("jit", "mesh", "shard_map", "pmap")
+AXIS = "data"
+
+Prepare = Callable[[dict, jax.Array], dict]
+
+
+def _identity_prepare(raw, rng):
+    del rng
+    return raw
+
+
+def _cast_floats(tree, dtype):
+    def cast(x):
+        if isinstance(x, jax.Array | np.ndarray) and jnp.issubdtype(x.dtype, jnp.floating):
+            return x.astype(dtype)
+        return x
+
+    return jax.tree.map(cast, tree)
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(tree)
+        if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _reduce_across(tree, axis_name):
+    """pmean floating leaves, pmax integer leaves (counters must agree across devices)."""
+
+    def red(x):
+        x = jnp.asarray(x)
+        if jnp.issubdtype(x.dtype, jnp.inexact):
+            return lax.pmean(x, axis_name)
+        return lax.pmax(x, axis_name)
+
+    return jax.tree.map(red, tree)
+
+
+def make_update(
+    task: Task,
+    prepare: Prepare | None = None,
+    *,
+    compute_dtype: Any = jnp.float32,
+    axis_name: str | None = None,
+) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+    """The pure, uncompiled update ``(state, raw_batch) -> (state, metrics)``.
+
+    Args:
+      task: the players and their losses.
+      prepare: ``(raw_batch, rng) -> batch``, jittable preprocessing run inside the step (for
+        example scaling and dynamic binarisation), so host-fed and device-resident loops see
+        the same batches.
+      compute_dtype: dtype the parameters and floating batch entries are cast to before the
+        loss; parameters, gradients and optimizer states stay float32.
+      axis_name: set for per-device code: gradients, losses, metrics and model state are
+        averaged over this axis.
+    """
+    prepare = prepare or _identity_prepare
+    compute_dtype = jnp.dtype(compute_dtype)
+    players = task.players
+
+    def player_loss(player, own, params, model_state, batch, rng):
+        full = _cast_floats({**params, player.name: own}, compute_dtype)
+        if player.stateful:
+            loss, (metrics, new_ms) = player.loss(full, model_state, batch, rng)
+        else:
+            loss, metrics = player.loss(full, batch, rng)
+            new_ms = model_state
+        if jnp.ndim(loss) != 0:
+            raise ValueError(
+                f"player {player.name!r}: the loss must be a scalar (mean over the batch), "
+                f"got shape {jnp.shape(loss)}"
+            )
+        metrics = {k: jnp.asarray(v, jnp.float32) for k, v in dict(metrics).items()}
+        metrics["loss"] = jnp.asarray(loss, jnp.float32)
+        return jnp.asarray(loss, jnp.float32), (metrics, new_ms)
+
+    def update_player(player, params, opt_state, model_state, batch, rng):
+        own = params[player.name]
+        grad_fn = jax.value_and_grad(functools.partial(player_loss, player), has_aux=True)
+        (loss, (metrics, new_ms)), grads = grad_fn(own, params, model_state, batch, rng)
+        if axis_name is not None:
+            grads = lax.pmean(grads, axis_name)
+            loss = lax.pmean(loss, axis_name)
+            metrics = lax.pmean(metrics, axis_name)
+            new_ms = _reduce_across(new_ms, axis_name)
+        updates, new_opt = player.optimizer.update(grads, opt_state[player.name], own)
+        new_own = optax.apply_updates(own, updates)
+        ok = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_ms)
+        return new_own, new_opt, new_ms, metrics, ok
+
+    def hold_player(player, params, opt_state, model_state, batch, rng):
+        # A player not scheduled this step: forward pass only, for its metrics.
+        _, (metrics, _) = player_loss(player, params[player.name], params, model_state, batch, rng)
+        if axis_name is not None:
+            metrics = lax.pmean(metrics, axis_name)
+        return params[player.name], opt_state[player.name], model_state, metrics, jnp.array(True)
+
+    def update(state: TrainState, raw_batch: dict) -> tuple[TrainState, dict]:
+        step_rng = jax.random.fold_in(state.rng, state.step)
+        if axis_name is not None:
+            step_rng = jax.random.fold_in(step_rng, lax.axis_index(axis_name))
+        keys = jax.random.split(step_rng, len(players) + 1)
+        batch = _cast_floats(prepare(raw_batch, keys[0]), compute_dtype)
+
+        params = dict(state.params)
+        opt_state = dict(state.opt_state)
+        model_state = state.model_state
+        step_ok = jnp.array(True)
+        metrics: dict[str, jax.Array] = {}
+        for i, player in enumerate(players):
+            args = (params, opt_state, model_state, batch, keys[i + 1])
+            if player.every == 1:
+                out = update_player(player, *args)
+            else:
+                scheduled = (state.step + 1) % player.every == 0
+                out = lax.cond(
+                    scheduled,
+                    functools.partial(update_player, player),
+                    functools.partial(hold_player, player),
+                    *args,
+                )
+            new_own, new_opt, model_state, player_metrics, ok = out
+            params[player.name] = new_own
+            opt_state[player.name] = new_opt
+            step_ok = step_ok & ok
+            prefix = "" if player.name == SINGLE else f"{player.name}/"
+            metrics.update({prefix + k: v for k, v in player_metrics.items()})
+
+        if task.post_update is not None:
+            model_state = task.post_update(params, model_state, state.step)
+
+        candidate = (params, opt_state, model_state)
+        previous = (state.params, state.opt_state, state.model_state)
+        params, opt_state, model_state = jax.tree.map(
+            lambda new, old: jnp.where(step_ok, new, old), candidate, previous
+        )
+        bad = (~step_ok).astype(jnp.int32)
+        streak = (state.bad_streak + 1) * bad
+        new_state = state.replace(
+            step=state.step + 1,
+            params=params,
+            opt_state=opt_state,
+            model_state=model_state,
+            skipped=state.skipped + bad,
+            bad_streak=streak,
+            max_bad_streak=jnp.maximum(state.max_bad_streak, streak),
+        )
+        metrics["nonfinite"] = bad.astype(jnp.float32)
+        return new_state, metrics
+
+    return update
+
+
+def _scan(update):
+    def run(state, raw_batches):
+        return lax.scan(update, state, raw_batches)
+
+    return run
+
+
+def _device_scan(
+    update, num_examples, batch_size, seed, num_steps, axis_name=None, batch_sharding=None
+):
+    """A scan that gathers each step's batch from a dataset held on the device.
+
+    Per-device code takes its own slice of the global batch's indices; under a mesh the
+    gathered (replicated) batch is constrained to the batch sharding.
+    """
+
+    def run(state, data):
+        def body(s, _):
+            idx = batch_indices(seed, s.step, num_examples, batch_size)
+            if axis_name is not None:
+                n = lax.axis_size(axis_name)
+                local = batch_size // n
+                idx = lax.dynamic_slice_in_dim(idx, lax.axis_index(axis_name) * local, local)
+            raw = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
+            if batch_sharding is not None:
+                raw = lax.with_sharding_constraint(raw, batch_sharding)
+            return update(s, raw)
+
+        return lax.scan(body, state, None, length=num_steps)
+
+    return run
+
+
+class Engine:
+    """Compiled train steps for one task under one strategy.
+
+    Args:
+      task: the model's players.
+      prepare: jittable ``(raw_batch, rng) -> batch`` run inside the step.
+      strategy: one of ``STRATEGIES``.
+      compute_dtype: ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
+      mesh: for ``mesh``/``shard_map``/``pmap``; default all devices on one ``data`` axis.
+      donate: donate the state's buffers to each call (the caller must not reuse the input
+        state afterwards).
+
+    ``step``, ``run`` (scan over a stack of batches) and ``run_on_device`` (scan gathering
+    batches by index from a dataset on the device) all take and return the state in this
+    strategy's layout: replicated over the mesh, or stacked along a leading device axis for
+    ``pmap``. ``place_state`` / ``fetch_state`` convert to and from that layout.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        prepare: Prepare | None = None,
+        *,
+        strategy: str = "jit",
+        compute_dtype: Any = "float32",
+        mesh: Mesh | None = None,
+        donate: bool = True,
+    ):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        dtype = jnp.dtype(compute_dtype)
+        if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+            raise ValueError(f"compute_dtype must be float32, bfloat16 or float16, got {dtype}")
+        self.task = task
+        self.strategy = strategy
+        self.compute_dtype = dtype
+        self.donate = donate
+        self._prepare = prepare
+        if strategy == "jit":
+            self.mesh = None
+        else:
+            self.mesh = mesh or Mesh(np.asarray(jax.devices()), (AXIS,))
+            if AXIS not in self.mesh.axis_names:
+                raise ValueError(
+                    f"the mesh needs an axis named {AXIS!r}, got {self.mesh.axis_names}"
+                )
+        self._per_device = strategy in ("shard_map", "pmap")
+        self._update = make_update(
+            task,
+            prepare,
+            compute_dtype=dtype,
+            axis_name=AXIS if self._per_device else None,
+        )
+        self._cache: dict[Any, Callable] = {}
+
+    # ----------------------------------------------------------------- layout
+    @property
+    def num_devices(self) -> int:
+        return 1 if self.mesh is None else self.mesh.devices.size
+
+    @property
+    def num_local_devices(self) -> int:
+        if self.mesh is None:
+            return 1
+        return sum(d.process_index == jax.process_index() for d in self.mesh.devices.flat)
+
+    def _replicated(self):
+        return NamedSharding(self.mesh, P())
+
+    def _batch_sharding(self, stacked: bool):
+        return NamedSharding(self.mesh, P(None, AXIS) if stacked else P(AXIS))
+
+    def place_state(self, state: TrainState) -> TrainState:
+        """Put a (host or single-device) state into this strategy's device layout."""
+        if self.strategy == "jit":
+            return jax.device_put(state, jax.devices()[0])
+        if self.strategy == "pmap":
+            devices = list(self.mesh.devices.flat)
+            return jax.device_put_replicated(state, devices)
+        return jax.device_put(state, self._replicated())
+
+    def fetch_state(self, state: TrainState) -> TrainState:
+        """One copy of the state, as host numpy arrays (for checkpoints and evaluation)."""
+        if self.strategy == "pmap":
+            state = jax.tree.map(lambda x: x[0], state)
+        return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), state)
+
+    def params(self, state: TrainState):
+        """The parameters as one copy on the default device (for evaluation)."""
+        if self.strategy == "pmap":
+            return jax.tree.map(lambda x: x[0], state.params)
+        return state.params
+
+    def place_batch(self, raw: dict, *, stacked: bool = False) -> dict:
+        """Put this process's slice of a global batch (host numpy) on the devices.
+
+        ``raw`` holds ``[B_local, ...]`` arrays (``[N, B_local, ...]`` when ``stacked``).
+        """
+        if self.strategy == "jit":
+            return jax.device_put(raw, jax.devices()[0])
+        batch_axis = 1 if stacked else 0
+        n_local = self.num_local_devices
+        for k, v in raw.items():
+            if v.shape[batch_axis] % n_local:
+                raise ValueError(
+                    f"batch entry {k!r}: per-process batch size {v.shape[batch_axis]} is not "
+                    f"divisible by the {n_local} local devices of the {self.strategy} strategy"
+                )
+        if self.strategy == "pmap":
+
+            def split(v):
+                b = v.shape[batch_axis]
+                if stacked:
+                    v = v.reshape(v.shape[0], n_local, b // n_local, *v.shape[2:])
+                    return np.moveaxis(v, 1, 0)
+                return v.reshape(n_local, b // n_local, *v.shape[1:])
+
+            return {k: split(np.asarray(v)) for k, v in raw.items()}
+        sharding = self._batch_sharding(stacked)
+        return {
+            k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+            for k, v in raw.items()
+        }
+
+    # ------------------------------------------------------------- compiled
+    def _compile(self, key, body: Callable, *, data_arg: str):
+        """Compile ``body(state, x)`` for this strategy; ``data_arg`` says what x is:
+        ``"batch"``, ``"stack"`` (stack of batches) or ``"resident"`` (a whole dataset)."""
+        if key in self._cache:
+            return self._cache[key]
+        donate = (0,) if self.donate else ()
+        if self.strategy == "jit":
+            fn = jax.jit(body, donate_argnums=donate)
+        elif self.strategy == "mesh":
+            data_sharding = (
+                self._replicated()
+                if data_arg == "resident"
+                else self._batch_sharding(data_arg == "stack")
+            )
+            fn = jax.jit(
+                body,
+                in_shardings=(self._replicated(), data_sharding),
+                out_shardings=(self._replicated(), self._replicated()),
+                donate_argnums=donate,
+            )
+        elif self.strategy == "shard_map":
+            spec = {"batch": P(AXIS), "stack": P(None, AXIS), "resident": P()}[data_arg]
+            mapped = jax.shard_map(
+                body, mesh=self.mesh, in_specs=(P(), spec), out_specs=(P(), P()), check_vma=False
+            )
+            fn = jax.jit(mapped, donate_argnums=donate)
+        else:  # pmap
+            fn = jax.pmap(
+                body,
+                axis_name=AXIS,
+                in_axes=(0, None if data_arg == "resident" else 0),
+                devices=list(self.mesh.devices.flat),
+                donate_argnums=donate,
+            )
+        self._cache[key] = fn
+        return fn
+
+    def step(self, state: TrainState, raw_batch: dict) -> tuple[TrainState, dict]:
+        """One update on a placed batch (see ``place_batch``)."""
+        return self._compile("step", self._update, data_arg="batch")(state, raw_batch)
+
+    def run(self, state: TrainState, raw_batches: dict) -> tuple[TrainState, dict]:
+        """``N`` updates inside one ``lax.scan`` over a placed stack of ``N`` batches.
+
+        Returns the final state and the metrics stacked along a leading ``[N]`` axis.
+        """
+        return self._compile("run", _scan(self._update), data_arg="stack")(state, raw_batches)
+
+    def run_on_device(
+        self,
+        state: TrainState,
+        data: dict,
+        *,
+        num_steps: int,
+        batch_size: int,
+        seed: int,
+    ) -> tuple[TrainState, dict]:
+        """``num_steps`` updates in one ``lax.scan``, batches gathered on the device.
+
+        ``data`` is a dataset placed whole on the device(s) (``place_resident``); batch ``s``
+        is ``data[batch_indices(seed, s, N, batch_size)]``, the same rows the host batcher
+        would deliver, so the two loops see the same data.
+        """
+        num_examples = int(jax.tree.leaves(data)[0].shape[0])
+        if batch_size % self.num_devices:
+            raise ValueError(
+                f"batch_size {batch_size} is not divisible by the {self.num_devices} devices"
+            )
+        key = ("device", num_examples, batch_size, seed, num_steps)
+        body = _device_scan(
+            self._update,
+            num_examples,
+            batch_size,
+            seed,
+            num_steps,
+            axis_name=AXIS if self._per_device else None,
+            batch_sharding=self._batch_sharding(False) if self.strategy == "mesh" else None,
+        )
+        return self._compile(key, body, data_arg="resident")(state, data)
+
+    def place_resident(self, data: dict) -> dict:
+        """Put a whole (small) dataset on every device, for ``run_on_device``."""
+        if self.strategy == "jit":
+            return jax.device_put(data, jax.devices()[0])
+        if self.strategy == "pmap":
+            return jax.device_put(data, jax.devices()[0])
+        return jax.device_put(data, self._replicated())
+
+
+def compile_stats(fn: Callable, *args) -> dict:
+    """Compile ``fn`` for ``args`` and return XLA's cost analysis (flops, bytes accessed)."""
+    lowered = jax.jit(fn).lower(*args) if not hasattr(fn, "lower") else fn.lower(*args)
+    compiled = lowered.compile()
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list):
+        cost = cost[0] if cost else {}
+    return dict(cost or {})

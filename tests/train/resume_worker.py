@@ -1,0 +1,64 @@
+"""Subprocess for the resume test: trains the toy task into a work directory.
+
+argv: workdir steps kill_mode kill_at out_npz
+  kill_mode: none | step (SIGKILL itself right after logging step kill_at)
+           | save (SIGKILL itself while the checkpoint of step kill_at is being written)
+"""
+
+import os
+import signal
+import sys
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+import toy
+
+from genjax.data import Preprocess
+from genjax.train import TrainConfig, fit
+from genjax.train import checkpoint as ck
+
+workdir, steps, mode, kill_at, out = sys.argv[1:6]
+steps, kill_at = int(steps), int(kill_at)
+
+if mode == "save":
+    real_save = ck.Checkpointer.save
+
+    def save_then_die(self, state, meta, metrics=None):
+        real_save(self, state, meta, metrics)
+        if int(state.step) == kill_at:
+            # The async write has started in the background thread; die mid-save.
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    ck.Checkpointer.save = save_then_die
+
+
+def on_log(step, record):
+    if mode == "step" and step == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+config = TrainConfig(
+    steps=steps,
+    batch_size=32,
+    seed=3,
+    fuse_steps=4,
+    log_every=4,
+    checkpoint_every=8,
+    keep_checkpoints=2,
+    progress=False,
+)
+result = fit(
+    toy.task(noise=0.1),
+    toy.digits_dataset(),
+    config,
+    workdir,
+    preprocess_spec=Preprocess(flatten=True, binarize="dynamic"),
+    on_log=on_log,
+)
+flat = {
+    jax.tree_util.keystr(p): np.asarray(v)
+    for p, v in jax.tree_util.tree_leaves_with_path(result.state.params)
+}
+np.savez(out, step=int(result.state.step), **flat)

@@ -1,0 +1,77 @@
+"""Resume after SIGKILL ends bitwise equal to a run that was never interrupted."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+WORKER = Path(__file__).with_name("resume_worker.py")
+STEPS = 48
+
+
+def _run(workdir, out, mode="none", kill_at=0, env=None, timeout=None):
+    cmd = [sys.executable, str(WORKER), str(workdir), str(STEPS), mode, str(kill_at), str(out)]
+    if timeout is None:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    # An external SIGKILL after `timeout` seconds, wherever the process is.
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return proc
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = dict(os.environ)
+    # Restarts reuse compiled executables (the same binaries, so the same numbers).
+    e["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "jax-cache")
+    e["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    return e
+
+
+def _params(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.mark.slow
+def test_sigkill_at_five_points_resumes_bitwise(tmp_path, env):
+    ref = _run(tmp_path / "ref", tmp_path / "ref.npz", env=env)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+
+    work, out = tmp_path / "killed", tmp_path / "killed.npz"
+    kills = [("step", 12), ("save", 24), ("step", 28)]
+    for mode, at in kills:
+        r = _run(work, out, mode, at, env=env)
+        assert r.returncode == -9, (mode, at, r.returncode, r.stderr[-3000:])
+        assert not out.exists()
+        if mode == "save":
+            # Killed mid-write: only Orbax's temporary directory exists for that step.
+            names = {p.name for p in (work / "checkpoints").iterdir()}
+            assert f"{at}.orbax-checkpoint-tmp" in names and str(at) not in names, names
+    # Two more SIGKILLs from outside at arbitrary moments.
+    rnd = random.Random(0)
+    for _ in range(2):
+        _run(work, out, env=env, timeout=rnd.uniform(4.0, 9.0))
+    if out.exists():
+        out.unlink()
+    final = _run(work, out, env=env)
+    assert final.returncode == 0, final.stderr[-3000:]
+
+    a, b = _params(tmp_path / "ref.npz"), _params(out)
+    assert a.keys() == b.keys()
+    assert int(a["step"]) == int(b["step"]) == STEPS
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # The metrics log has one train line per logged step, no duplicates from the replays.
+    lines = (work / "metrics.jsonl").read_text().splitlines()
+    steps = [int(json.loads(line)["step"]) for line in lines]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) == STEPS // 4
