@@ -1,13 +1,24 @@
-"""genjax's data layer: datasets by name, the digits TFDS builder, 2-D mixtures.
+"""genjax's data layer: datasets by name, the digits TFDS builder, 2-D mixtures, batching.
 
     from genjax import data
     train = data.load("digits", "train")                 # Dataset, arrays in host memory
+    batcher = data.Batcher(train, batch_size=128, seed=0)
+    raw = batcher.raw_batch(step)                        # {"image": uint8, "label": int32}
+    batch = data.preprocess(raw, rng, data.Preprocess(binarize="dynamic"), train.image_max)
 
 See ``sources.py`` (names, data directory, errors), ``pipeline.py`` (the deterministic batch
 order shared by host and on-device loops), ``digits.py`` and ``synthetic.py``.
 """
 
 from genjax.data.digits import Digits, prepare_digits
+from genjax.data.pipeline import (
+    Batcher,
+    Preprocess,
+    batch_indices,
+    epoch_permutation,
+    preprocess,
+    to_device,
+)
 from genjax.data.sources import (
     DATA_DIR_ENV,
     KNOWN_DATASETS,
@@ -33,15 +44,21 @@ __all__ = [
     "KNOWN_DATASETS",
     "MIXTURES",
     "RING8",
+    "Batcher",
     "Dataset",
     "DatasetError",
     "Digits",
     "MixtureSpec",
+    "Preprocess",
+    "batch_indices",
+    "epoch_permutation",
     "load",
     "mixture_dataset",
     "mode_statistics",
     "prepare_digits",
+    "preprocess",
     "read_into_memory",
     "resolve_data_dir",
     "sample_mixture",
+    "to_device",
 ]
