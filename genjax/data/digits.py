@@ -134,7 +134,7 @@ class Digits(tfds.core.GeneratorBasedBuilder):
             ),
             supervised_keys=("image", "label"),
             disable_shuffling=True,
-            homepage="https://scikit-learn.org/stable/datasets/toy_dataset.html#digits-dataset",
+            homepage="https://scikit-learn.org/stable/datasets/toy_dataset.html",
             citation=_CITATION,
             metadata=tfds.core.MetadataDict(image_max=IMAGE_MAX),
         )
@@ -164,6 +164,15 @@ def prepare_digits(data_dir: str | os.PathLike | None = None) -> Digits:
       The prepared :class:`Digits` builder (``builder.as_data_source(split)`` reads it).
     """
     builder = Digits(data_dir=data_dir)
-    if not builder.is_prepared():
+    if builder.is_prepared():
+        return builder
+    try:
         builder.download_and_prepare()
+    except OSError:
+        # Several processes (hosts of one run) may prepare a shared directory at once: TFDS
+        # writes to a temporary folder and renames it, and the later rename fails. The copy
+        # that landed first is as good as ours.
+        if not Digits(data_dir=data_dir).is_prepared():
+            raise
+        return Digits(data_dir=data_dir)
     return builder

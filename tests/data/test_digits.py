@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from sklearn.datasets import load_digits
 
-from genjax.data import Digits, load
+from genjax.data import Digits, load, prepare_digits
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +123,18 @@ def test_load_without_tensorflow(digits_dir):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("ok")
+
+
+def test_prepare_tolerates_a_concurrent_preparer(tmp_path, monkeypatch):
+    # Simulate another process finishing first: the real preparation runs, then the final
+    # rename "fails" as it does when the target folder already exists.
+    original = Digits.download_and_prepare
+
+    def prepared_elsewhere(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise OSError("Directory not empty")
+
+    monkeypatch.setattr(Digits, "download_and_prepare", prepared_elsewhere)
+    builder = prepare_digits(tmp_path)
+    assert builder.is_prepared()
+    assert builder.info.splits["test"].num_examples == 355
