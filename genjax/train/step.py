@@ -302,8 +302,10 @@ class Engine:
         if self.strategy == "jit":
             return jax.device_put(state, jax.devices()[0])
         if self.strategy == "pmap":
-            devices = list(self.mesh.devices.flat)
-            return jax.device_put_replicated(state, devices)
+            # One copy per device along a leading axis, laid out the way pmap maps it.
+            n = self.num_devices
+            stacked = jax.tree.map(lambda x: np.broadcast_to(x, (n, *np.shape(x))), state)
+            return jax.device_put(stacked, NamedSharding(self.mesh, P(AXIS)))
         return jax.device_put(state, self._replicated())
 
     def fetch_state(self, state: TrainState) -> TrainState:
