@@ -41,6 +41,7 @@ class Checkpointer:
       best_mode: ``"min"`` or ``"max"``.
       asynchronous: write in a background thread (Orbax's async checkpointing); ``wait``
         blocks until the last save is durable.
+      read_only: only read (``genjax.load_run``): create, clean up and move nothing.
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class Checkpointer:
         best_metric: str | None = None,
         best_mode: str = "min",
         asynchronous: bool = True,
+        read_only: bool = False,
     ):
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
@@ -70,10 +72,13 @@ class Checkpointer:
             )
         options = ocp.CheckpointManagerOptions(
             preservation_policy=cm.AnyPreservationPolicy(policies),
-            enable_async_checkpointing=asynchronous,
-            cleanup_tmp_directories=True,
-            create=True,
+            enable_async_checkpointing=asynchronous and not read_only,
+            # A reader (load_run next to a live run) must not clean up a save in progress.
+            cleanup_tmp_directories=not read_only,
+            create=not read_only,
+            read_only=read_only,
         )
+        self.read_only = read_only
         self.manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "meta")
         )
@@ -146,7 +151,7 @@ class Checkpointer:
         """Move an unreadable step directory aside (never delete it), so the run can write
         that step again; it stays inspectable under ``<directory>/../corrupt_checkpoints``."""
         src = self.directory / str(step)
-        if not src.exists() or jax.process_index() != 0:
+        if self.read_only or not src.exists() or jax.process_index() != 0:
             return
         dest_root = self.directory.parent / "corrupt_checkpoints"
         dest_root.mkdir(exist_ok=True)

@@ -1,0 +1,285 @@
+"""Run configurations: frozen dataclasses, overridable with ``--set section.key=value``.
+
+One convention for the whole project: every config is a frozen dataclass whose fields have
+type annotations, defaults and a one-line meaning in the class docstring (``Attributes:``
+section); ``__post_init__`` validates values. A run's resolved config is a ``RunConfig``::
+
+    RunConfig(model="vae", dataset="digits", model_config=VAEConfig(...),
+              train=TrainConfig(...), optimizer=OptimizerConfig(...), data=DataConfig(...))
+
+and is saved as ``config.json`` in the work directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import json
+import types
+import typing
+from typing import Any
+
+import optax
+
+from genjax.data import Preprocess
+from genjax.train import TrainConfig
+
+
+class ConfigError(ValueError):
+    """A config key or value is not acceptable; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """The optimizer of the model's parameters (optax).
+
+    Attributes:
+      name: adam | adamw | sgd | rmsprop.
+      learning_rate: peak learning rate (> 0).
+      b1: first-moment decay (adam/adamw) or momentum (sgd, 0 for none).
+      b2: second-moment decay (adam/adamw).
+      weight_decay: decoupled weight decay (adamw only).
+      grad_clip: clip the global gradient norm to this value (0 = no clipping).
+      warmup_steps: linear warm-up of the learning rate over these steps (0 = none).
+      cosine_decay: decay the learning rate to 0 along a cosine over the run.
+    """
+
+    name: str = "adam"
+    learning_rate: float = 1e-3
+    b1: float = 0.9
+    b2: float = 0.999
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0
+    warmup_steps: int = 0
+    cosine_decay: bool = False
+
+    def __post_init__(self):
+        if self.name not in ("adam", "adamw", "sgd", "rmsprop"):
+            raise ConfigError(
+                f"optimizer.name must be adam, adamw, sgd or rmsprop, got {self.name!r}"
+            )
+        if not self.learning_rate > 0:
+            raise ConfigError(f"optimizer.learning_rate must be > 0, got {self.learning_rate}")
+        for field in ("b1", "b2"):
+            if not 0 <= getattr(self, field) < 1:
+                raise ConfigError(
+                    f"optimizer.{field} must be in [0, 1), got {getattr(self, field)}"
+                )
+        for field in ("weight_decay", "grad_clip", "warmup_steps"):
+            if getattr(self, field) < 0:
+                raise ConfigError(f"optimizer.{field} must be >= 0, got {getattr(self, field)}")
+
+    def build(self, total_steps: int, learning_rate: float | None = None):
+        """The optax transformation (``learning_rate`` overrides the configured one)."""
+        lr = self.learning_rate if learning_rate is None else learning_rate
+        if self.cosine_decay:
+            schedule = optax.warmup_cosine_decay_schedule(
+                0.0, lr, max(self.warmup_steps, 0), max(total_steps, self.warmup_steps + 1)
+            )
+        elif self.warmup_steps:
+            schedule = optax.linear_schedule(0.0, lr, self.warmup_steps)
+        else:
+            schedule = lr
+        if self.name == "adam":
+            opt = optax.adam(schedule, b1=self.b1, b2=self.b2)
+        elif self.name == "adamw":
+            opt = optax.adamw(schedule, b1=self.b1, b2=self.b2, weight_decay=self.weight_decay)
+        elif self.name == "rmsprop":
+            opt = optax.rmsprop(schedule)
+        else:
+            opt = optax.sgd(schedule, momentum=self.b1 or None)
+        if self.grad_clip:
+            opt = optax.chain(optax.clip_by_global_norm(self.grad_clip), opt)
+        return opt
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """How the dataset is read and preprocessed.
+
+    Attributes:
+      scale: divide pixels by their maximum into [0, 1].
+      binarize: none | static | dynamic (Bernoulli resampling at every step).
+      threshold: static binarisation threshold on the [0, 1] scale.
+      flatten: flatten images to vectors (MLP models).
+      data_dir: where TFDS datasets are prepared ('' = $GENJAX_DATA_DIR or ~/tensorflow_datasets).
+    """
+
+    scale: bool = True
+    binarize: str = "none"
+    threshold: float = 0.5
+    flatten: bool = False
+    data_dir: str = ""
+
+    def __post_init__(self):
+        try:
+            self.preprocess()
+        except ValueError as err:
+            raise ConfigError(str(err).replace("Preprocess.", "data.")) from None
+
+    def preprocess(self) -> Preprocess:
+        return Preprocess(
+            scale=self.scale, binarize=self.binarize, threshold=self.threshold, flatten=self.flatten
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A whole run: which model on which data, and every option of each part."""
+
+    model: str
+    dataset: str
+    model_config: Any
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+
+    SECTIONS = ("model", "train", "optimizer", "data")
+
+    def section(self, name: str):
+        return self.model_config if name == "model" else getattr(self, name)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "model_config": dataclasses.asdict(self.model_config),
+            "train": dataclasses.asdict(self.train),
+            "optimizer": dataclasses.asdict(self.optimizer),
+            "data": dataclasses.asdict(self.data),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _field_type(cls, field: dataclasses.Field):
+    hints = typing.get_type_hints(cls)
+    return hints[field.name]
+
+
+def parse_value(text: str, typ: Any, key: str) -> Any:
+    """Parse the command-line text of ``key`` as type ``typ`` (bool, int, float, str, tuples)."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if text.lower() in ("none", "null") and len(args) < len(typing.get_args(typ)):
+            return None
+        typ = args[0]
+        origin = typing.get_origin(typ)
+    if typ is bool:
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key} expects true or false, got {text!r}")
+    if typ is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{key} expects an integer, got {text!r}") from None
+    if typ is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{key} expects a number, got {text!r}") from None
+    if typ is str:
+        return text
+    if origin is tuple:
+        (elem, *_rest) = typing.get_args(typ)
+        parts = [p for p in text.strip("()[] ").split(",") if p.strip()]
+        return tuple(parse_value(p.strip(), elem, key) for p in parts)
+    raise ConfigError(f"{key}: cannot parse values of type {typ}")
+
+
+def all_keys(config: RunConfig) -> list[str]:
+    return [
+        f"{section}.{f.name}"
+        for section in RunConfig.SECTIONS
+        for f in dataclasses.fields(config.section(section))
+    ]
+
+
+def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``section.key=value`` overrides; unknown keys get a nearest-key suggestion."""
+    changes: dict[str, dict[str, Any]] = {}
+    keys = all_keys(config)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if key not in keys:
+            close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown config key {key!r}{hint} (see --help for all keys)")
+        section, name = key.split(".", 1)
+        cls = type(config.section(section))
+        field = next(f for f in dataclasses.fields(cls) if f.name == name)
+        changes.setdefault(section, {})[name] = parse_value(text, _field_type(cls, field), key)
+    return replace_sections(config, changes)
+
+
+def replace_sections(config: RunConfig, changes: dict[str, dict[str, Any]]) -> RunConfig:
+    """Rebuild ``config`` with per-section field changes (validated by each __post_init__)."""
+    updated = {}
+    for section, fields in changes.items():
+        current = config.section(section)
+        try:
+            updated["model_config" if section == "model" else section] = dataclasses.replace(
+                current, **fields
+            )
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as err:
+            raise ConfigError(str(err)) from None
+    return dataclasses.replace(config, **updated)
+
+
+def from_dict(d: dict, model_config_cls: type) -> RunConfig:
+    """Rebuild a ``RunConfig`` from ``config.json``."""
+
+    def build(cls, values):
+        values = dict(values)
+        hints = typing.get_type_hints(cls)
+        for k, v in values.items():
+            if isinstance(v, list) and typing.get_origin(hints.get(k)) is tuple:
+                values[k] = tuple(v)
+        return cls(**values)
+
+    return RunConfig(
+        model=d["model"],
+        dataset=d["dataset"],
+        model_config=build(model_config_cls, d["model_config"]),
+        train=build(TrainConfig, d["train"]),
+        optimizer=build(OptimizerConfig, d["optimizer"]),
+        data=build(DataConfig, d["data"]),
+    )
+
+
+def describe_fields(cls) -> list[tuple[str, str, str]]:
+    """``(name, default, meaning)`` of each field, meanings from the docstring's Attributes."""
+    meanings: dict[str, str] = {}
+    doc = inspect.getdoc(cls) or ""
+    in_attrs = False
+    current = None
+    for line in doc.splitlines():
+        if line.strip() == "Attributes:":
+            in_attrs = True
+            continue
+        if not in_attrs:
+            continue
+        if line.startswith("  ") and not line.startswith("    ") and ":" in line:
+            current, text = line.strip().split(":", 1)
+            meanings[current] = text.strip()
+        elif line.startswith("    ") and current:
+            meanings[current] += " " + line.strip()
+        elif line.strip() and not line.startswith(" "):
+            break
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else "(required)"
+        out.append((f.name, repr(default), meanings.get(f.name, "")))
+    return out

@@ -1,0 +1,314 @@
+"""The experiment command: train one model on one dataset into a work directory.
+
+    python -m experiments.train --model MODEL --dataset NAME --workdir DIR [--set key=value ...]
+
+(also installed as ``genjax-train``). The same command in an existing work directory resumes
+the run; a finished run is not retrained. Every run writes into its work directory:
+
+  config.json     the resolved configuration
+  data_info.json  the shape of the model's input (so ``genjax.load_run`` needs no data)
+  metrics.jsonl   train metrics every ``train.log_every`` steps, test metrics when evaluated
+  checkpoints/    Orbax checkpoints (the last ``train.keep_checkpoints``, and the best)
+  figures/        PNG figures
+  summary.json    {"model", "dataset", "steps", "wall_s", "metrics": {...}} at the end
+
+Bad input (unknown model, dataset or key, a wrong value, a work directory holding another
+run, a dataset that is not prepared, an unwritable directory) exits with code 2 and one line
+on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from experiments import registry
+from experiments.config import (
+    ConfigError,
+    DataConfig,
+    OptimizerConfig,
+    RunConfig,
+    apply_overrides,
+    describe_fields,
+)
+from experiments.runs import RUN_ERRORS, data_info, load_split
+from genjax.train import NonFiniteError, TrainConfig
+
+PROG = "genjax-train"
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line on stderr with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse's own default prints usage too)
+        raise UsageError(message)
+
+
+def _help_epilog() -> str:
+    lines = ["models and their datasets:"]
+    for name in registry.model_names():
+        try:
+            spec = registry.get(name)
+            lines.append(f"  {name:<10} {spec.description}")
+            lines.append(f"  {'':<10} datasets: {', '.join(sorted(spec.configs))}")
+        except ImportError as err:  # a model whose dependencies are missing
+            lines.append(f"  {name:<10} (unavailable: {err})")
+    sections = [("train", TrainConfig), ("optimizer", OptimizerConfig), ("data", DataConfig)]
+    for name in registry.model_names():
+        with contextlib.suppress(ImportError):
+            sections.append((f"model ({name})", registry.get(name).config_cls))
+    lines.append("")
+    lines.append(
+        "options for --set section.key=value (defaults shown; each model x dataset config "
+        "may set its own):"
+    )
+    for title, cls in sections:
+        prefix = title.split()[0]
+        lines.append(f"  [{title}]")
+        for field, default, meaning in describe_fields(cls):
+            lines.append(f"    {prefix}.{field} = {default}")
+            if meaning:
+                lines.append(f"        {meaning}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Train a genjax model on a dataset into a work directory (resumable).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_help_epilog(),
+    )
+    parser.add_argument("--model", required=True, help="model name (see below)")
+    parser.add_argument("--dataset", required=True, help="dataset name (see below)")
+    parser.add_argument(
+        "--workdir", required=True, help="directory of the run (resumed if it exists)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.steps=500 (repeatable)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard a different run found in --workdir instead of refusing",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
+    return parser
+
+
+def resolve_config(model: str, dataset: str, overrides: list[str]) -> RunConfig:
+    if model not in registry.model_names():
+        raise UsageError(
+            f"unknown model {model!r}; choose one of: {', '.join(registry.model_names())}"
+        )
+    spec = registry.get(model)
+    if dataset not in spec.configs:
+        raise UsageError(
+            f"unknown dataset {dataset!r} for model {model!r}; choose one of: "
+            f"{', '.join(sorted(spec.configs))}"
+        )
+    try:
+        return apply_overrides(spec.configs[dataset](), overrides)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+
+
+def _diff(a: dict, b: dict, prefix="") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return out
+
+
+def prepare_workdir(workdir: Path, config: RunConfig, overwrite: bool) -> None:
+    """Create ``workdir`` (or check it holds this same run) and write ``config.json``."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise UsageError(
+            f"work directory {str(workdir)!r} is not writable: {err.strerror}"
+        ) from None
+    config_path = workdir / "config.json"
+    if config_path.exists():
+        try:
+            previous = json.loads(config_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            previous = {"unreadable": True}
+        current = json.loads(config.to_json())
+        if previous != current:
+            if not overwrite:
+                what = (
+                    f"model {previous.get('model')!r} on {previous.get('dataset')!r}"
+                    if previous.get("model") != config.model
+                    or previous.get("dataset") != config.dataset
+                    else "the same model with another config ("
+                    + "; ".join(_diff(previous, current)[:3])
+                    + ")"
+                )
+                raise UsageError(
+                    f"work directory {str(workdir)!r} holds a run of {what}; "
+                    "pass --overwrite to discard it, or choose another --workdir"
+                )
+            for child in workdir.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+    elif any(p.name != "config.json" for p in workdir.iterdir()) and not overwrite:
+        raise UsageError(
+            f"work directory {str(workdir)!r} is not empty and holds no genjax run; "
+            "choose an empty or new directory"
+        )
+    config_path.write_text(config.to_json() + "\n")
+
+
+def _print_summary(summary: dict, workdir: Path, stream=sys.stdout) -> None:
+    print(
+        f"\n{summary['model']} on {summary['dataset']}: {summary['steps']} steps, "
+        f"{summary['wall_s']:.1f} s",
+        file=stream,
+    )
+    width = max((len(k) for k in summary["metrics"]), default=0)
+    for k, v in summary["metrics"].items():
+        value = f"{v:.6g}" if isinstance(v, float) else str(v)
+        print(f"  {k:<{width}}  {value}", file=stream)
+    figures = sorted((workdir / "figures").glob("*.png")) if (workdir / "figures").exists() else []
+    print(f"  work directory: {workdir}", file=stream)
+    if figures:
+        print(f"  figures: {', '.join(f.name for f in figures)}", file=stream)
+
+
+def run(config: RunConfig, workdir: Path, *, progress: bool = True) -> dict:
+    """Train (or resume) and evaluate; returns the summary written to ``summary.json``."""
+    import jax
+
+    from genjax.train import fit
+
+    spec = registry.get(config.model)
+    t0 = time.perf_counter()
+    train = load_split(config, "train")
+    test = load_split(config, "test")
+    info = data_info(config, train)
+    (workdir / "data_info.json").write_text(json.dumps(dataclasses.asdict(info)) + "\n")
+
+    task = spec.build_task(config, info)
+    during = spec.eval_during(config, info, test) if spec.eval_during else None
+    train_config = dataclasses.replace(config.train, progress=progress and config.train.progress)
+    result = fit(
+        task,
+        train,
+        train_config,
+        workdir,
+        preprocess_spec=config.data.preprocess(),
+        evaluate=during,
+    )
+    history = [
+        json.loads(line)
+        for line in (workdir / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    ctx = registry.EvalContext(
+        config=config,
+        info=info,
+        params=result.state.params,
+        model_state=result.state.model_state,
+        train=train,
+        test=test,
+        workdir=workdir,
+        rng=jax.random.PRNGKey(config.train.seed + 1),
+        history=history,
+    )
+    metrics = {k: _plain(v) for k, v in spec.evaluate(ctx).items()}
+    summary = {
+        "model": config.model,
+        "dataset": config.dataset,
+        "steps": int(result.state.step),
+        "wall_s": _previous_wall(workdir) + (time.perf_counter() - t0),
+        "metrics": metrics,
+    }
+    tmp = workdir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, workdir / "summary.json")
+    return summary
+
+
+def _previous_wall(workdir: Path) -> float:
+    """Wall time of earlier invocations that stopped early (recorded in ``wall.json``; one
+    ended by SIGKILL could not record its time and is not counted)."""
+    path = workdir / "wall.json"
+    try:
+        return float(json.loads(path.read_text())["wall_s"])
+    except (OSError, ValueError, KeyError):
+        return 0.0
+
+
+def _plain(v):
+    try:
+        return float(v) if not isinstance(v, int | str | bool | list | dict) else v
+    except TypeError:
+        return v
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        config = resolve_config(args.model, args.dataset, args.overrides)
+        workdir = Path(args.workdir).expanduser().absolute()
+        summary_path = workdir / "summary.json"
+        prepare_workdir(workdir, config, args.overwrite)
+        if summary_path.exists():
+            summary = json.loads(summary_path.read_text())
+            if summary.get("steps") == config.train.steps:
+                if not args.quiet:
+                    print(f"{PROG}: run already finished; not retraining", file=sys.stderr)
+                    _print_summary(summary, workdir)
+                return 0
+        t0 = time.perf_counter()
+        try:
+            summary = run(config, workdir, progress=not args.quiet)
+        except BaseException:
+            # Count this invocation's time in the run's wall time, then report.
+            wall = _previous_wall(workdir) + time.perf_counter() - t0
+            (workdir / "wall.json").write_text(json.dumps({"wall_s": wall}) + "\n")
+            raise
+    except UsageError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except RUN_ERRORS as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteError as err:
+        print(f"{PROG}: training stopped: {err}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt as err:
+        print(f"{PROG}: interrupted: {err or 'stopped'}", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        _print_summary(summary, workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

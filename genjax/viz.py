@@ -1,0 +1,176 @@
+"""Figures written as PNG (matplotlib, Agg backend, no display needed).
+
+Every function takes host arrays, writes one PNG and returns its path. Shapes:
+images ``[N, H, W]``, ``[N, H, W, C]`` or flattened ``[N, H*W*C]`` with ``image_shape``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def _as_images(images, image_shape=None) -> np.ndarray:
+    x = np.asarray(images, dtype=np.float32)
+    if image_shape is not None:
+        x = x.reshape(x.shape[0], *image_shape)
+    if x.ndim == 4 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if x.ndim not in (3, 4):
+        raise ValueError(f"images must be [N, H, W] or [N, H, W, C], got shape {x.shape}")
+    return x
+
+
+def tile(images, ncols: int | None = None, image_shape=None, pad: int = 1) -> np.ndarray:
+    """Arrange ``N`` images in a grid (row-major), ``pad`` pixels apart, as one array."""
+    x = _as_images(images, image_shape)
+    n, h, w = x.shape[:3]
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    shape = (nrows * (h + pad) + pad, ncols * (w + pad) + pad, *x.shape[3:])
+    canvas = np.full(shape, x.min() if n else 0.0, np.float32)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        canvas[
+            pad + r * (h + pad) : pad + r * (h + pad) + h,
+            pad + c * (w + pad) : pad + c * (w + pad) + w,
+        ] = x[i]
+    return canvas
+
+
+def image_grid(
+    images,
+    path: str | Path,
+    *,
+    ncols: int | None = None,
+    image_shape=None,
+    title: str = "",
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    vmin: float | None = 0.0,
+    vmax: float | None = 1.0,
+) -> Path:
+    """Write a grid of images; grey-scale images use a reversed grey map (ink is dark)."""
+    x = _as_images(images, image_shape)
+    ncols = ncols or math.ceil(math.sqrt(len(x)))
+    grid = tile(x, ncols)
+    nrows = math.ceil(len(x) / ncols)
+    scale = 0.45 if x.shape[1] <= 16 else 0.9
+    fig, ax = plt.subplots(figsize=(max(2.5, ncols * scale + 0.8), max(2.0, nrows * scale + 0.6)))
+    if grid.ndim == 2:
+        ax.imshow(grid, cmap="gray_r", vmin=vmin, vmax=vmax, interpolation="nearest")
+    else:
+        ax.imshow(np.clip(grid, 0, 1), interpolation="nearest")
+    h, w = x.shape[1:3]
+    ax.set_xticks([1 + (w + 1) * i + w / 2 for i in range(len(col_labels))] if col_labels else [])
+    ax.set_yticks([1 + (h + 1) * i + h / 2 for i in range(len(row_labels))] if row_labels else [])
+    if col_labels:
+        ax.set_xticklabels(col_labels, fontsize=7)
+        ax.xaxis.tick_top()
+    if row_labels:
+        ax.set_yticklabels(row_labels, fontsize=7)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def curves(
+    history: Sequence[Mapping],
+    keys: Sequence[str],
+    path: str | Path,
+    *,
+    split: str | None = "train",
+    title: str = "",
+    ylabel: str = "",
+) -> Path:
+    """Plot metric ``keys`` against ``step`` from ``metrics.jsonl`` records."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for key in keys:
+        pts = [
+            (r["step"], r[key])
+            for r in history
+            if key in r and (split is None or r.get("split") == split)
+        ]
+        if pts:
+            steps, values = zip(*pts, strict=True)
+            ax.plot(steps, values, label=key, marker="." if len(pts) < 30 else None)
+    ax.set_xlabel("step")
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    if keys:
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def scatter(
+    points,
+    path: str | Path,
+    *,
+    labels=None,
+    title: str = "",
+    reference=None,
+    size: float = 4.0,
+) -> Path:
+    """2-D scatter coloured by ``labels``, optionally over ``reference`` points (crosses)."""
+    p = np.asarray(points)
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    if labels is None:
+        ax.scatter(p[:, 0], p[:, 1], s=size, alpha=0.5, linewidths=0)
+    else:
+        sc = ax.scatter(
+            p[:, 0], p[:, 1], c=np.asarray(labels), s=size, cmap="tab10", alpha=0.7, linewidths=0
+        )
+        fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.04)
+    if reference is not None:
+        r = np.asarray(reference)
+        ax.scatter(r[:, 0], r[:, 1], marker="x", c="k", s=30)
+    ax.set_aspect("equal", adjustable="datalim")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def bars(
+    values: Mapping[str, float] | Sequence[float],
+    path: str | Path,
+    *,
+    title: str = "",
+    xlabel: str = "",
+) -> Path:
+    """A bar chart (a histogram of code usage, class frequencies...)."""
+    if isinstance(values, Mapping):
+        names, heights = list(values), list(values.values())
+    else:
+        heights = list(values)
+        names = [str(i) for i in range(len(heights))]
+    fig, ax = plt.subplots(figsize=(max(4, len(heights) * 0.12 + 2), 3))
+    ax.bar(range(len(heights)), heights)
+    if len(names) <= 30:
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, fontsize=7)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
