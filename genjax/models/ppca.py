@@ -547,9 +547,8 @@ def sample(params: PPCAParams, rng: jax.Array, n: int) -> jax.Array:
 def _sample(params: PPCAParams, rng: jax.Array, n: int) -> jax.Array:
     W = params.W
     d, q = W.shape
-    kz, ke = jax.random.split(rng)
-    z = jax.random.normal(kz, (n, q), W.dtype)
-    eps = jax.random.normal(ke, (n, d), W.dtype)
+    noise = jax.random.normal(rng, (n, q + d), W.dtype)  # one draw: [z | eps]
+    z, eps = noise[:, :q], noise[:, q:]
     return z @ W.T + params.mu + jnp.sqrt(params.sigma2) * eps
 
 
@@ -595,11 +594,28 @@ def select_latent_dim(
         raise ValueError(f"ddof must be 0 (maximum likelihood) or 1 (unbiased); got {ddof!r}")
     mean, evals, evecs = _spectrum(x_train, ddof, _resolve_method(method, n, d))
     x_test = x_test.astype(x_train.dtype)
-    out: dict[int, float] = {}
-    for q in qs:
-        p = _params_from_spectrum(mean, evals, evecs, d, q)
-        out[q] = float(jnp.mean(_log_likelihood(p, x_test)))
-    return out
+    scores = _held_out_scores(mean, evals, evecs, x_test, jnp.asarray(qs), max(qs))
+    return {q: float(v) for q, v in zip(qs, np.asarray(scores), strict=True)}
+
+
+@functools.partial(jax.jit, static_argnames=("max_dim",))
+def _held_out_scores(mean, evals, evecs, x_test, latent_dims, max_dim: int) -> jax.Array:
+    """Mean held-out log-likelihood for each ``q`` in ``latent_dims`` ``[C]`` (one compilation).
+
+    Each ``q`` uses ``W`` ``[D, max_dim]`` whose columns past ``q`` are zero: ``W W^T`` (hence
+    the model) is that of the ``q``-column ML solution, and ``sigma2`` is computed for ``q``.
+    """
+    d = x_test.shape[1]
+    idx = jnp.arange(evals.shape[0])
+
+    def score(q):
+        sigma2 = jnp.sum(jnp.where(idx >= q, evals, 0.0)) / (d - q)
+        sigma2 = jnp.maximum(sigma2, jnp.finfo(evals.dtype).tiny)
+        scale = jnp.where(idx[:max_dim] < q, jnp.sqrt(jnp.maximum(evals[:max_dim] - sigma2, 0)), 0)
+        W = evecs[:, :max_dim] * scale
+        return jnp.mean(L.ppca_log_likelihood(x_test, W, mean, sigma2))
+
+    return jax.lax.map(score, latent_dims)
 
 
 # --------------------------------------------------------------------------------------------
@@ -715,7 +731,8 @@ def objective(
       example) and ``"sigma2"``.
     """
     del rng
-    p = params_from_variables(params, sigma2_floor=sigma2_floor)
-    ll = L.ppca_log_likelihood(batch["x"], p.W, p.mu, p.sigma2)
-    mean_ll = jnp.mean(ll)
+    variables = params if "params" in params else {"params": params}
+    p = params_from_variables(variables, sigma2_floor=sigma2_floor)
+    module = PPCA(data_dim=p.data_dim, latent_dim=p.latent_dim, sigma2_floor=sigma2_floor)
+    mean_ll = jnp.mean(module.apply(variables, batch["x"]))
     return -mean_ll, {"log_likelihood": mean_ll, "sigma2": p.sigma2}
