@@ -1,0 +1,36 @@
+"""Shared Flax (linen) building blocks, used by several models.
+
+    from genjax import nn as gnn
+    gnn.MLP(features=(200, 200, 50), activation="tanh")          # [..., D] -> [..., 50]
+    gnn.ConvEncoder(features=(32, 64))                            # [B, 28, 28, 1] -> [B, 7, 7, 64]
+    gnn.ConvDecoder(image_shape=(28, 28, 1), features=(64, 32))   # [B, d] -> [B, 28, 28, 1]
+    gnn.ResidualBlock(hidden=32)                                  # [B, H, W, C] -> same shape
+
+Modules hold no training logic and no mutable state; parameters are plain pytrees. Every
+block validates its configuration when called and raises ``ValueError`` naming the field, the
+expected and the received value. ``check_image_shape`` / ``downsampled_size`` tell which image
+sizes ``n`` stride-2 stages fit (``H`` and ``W`` multiples of ``2^n``).
+"""
+
+from genjax.nn.conv import (
+    NORMS,
+    ConvDecoder,
+    ConvEncoder,
+    ResidualBlock,
+    check_image_shape,
+    downsampled_size,
+)
+from genjax.nn.mlp import ACTIVATIONS, MLP, Activation, get_activation
+
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "NORMS",
+    "Activation",
+    "ConvDecoder",
+    "ConvEncoder",
+    "ResidualBlock",
+    "check_image_shape",
+    "downsampled_size",
+    "get_activation",
+]

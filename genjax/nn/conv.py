@@ -1,0 +1,245 @@
+"""Strided convolution and transposed-convolution stacks for images (NHWC).
+
+Every stage halves (encoder) or doubles (decoder) the height and width with a stride-2
+convolution and ``"SAME"`` padding, so ``n`` stages map an ``H x W`` image to
+``H / 2^n x W / 2^n`` and back. The shapes the library trains on::
+
+    digits  8 x 8 x 1    2 stages: 8 -> 4 -> 2           (3 stages: -> 1)
+    mnist  28 x 28 x 1   2 stages: 28 -> 14 -> 7
+    cifar  32 x 32 x 3   3 stages: 32 -> 16 -> 8 -> 4    (any n <= 5)
+
+:class:`ConvEncoder` ``[B, H, W, C] -> [B, H/2^n, W/2^n, features[-1]]`` (a GAN discriminator,
+a VAE or VQ-VAE encoder); :class:`ConvDecoder` ``[B, d]`` (a vector, projected by a ``Dense``
+layer) or ``[B, H/2^n, W/2^n, c]`` (a feature map) ``-> [B, H, W, output_channels]`` (a GAN
+generator, a VAE or VQ-VAE decoder); :class:`ResidualBlock` keeps the shape (VQ-VAE).
+:func:`check_image_shape` is the shape rule the decoder enforces: ``H`` and ``W`` divisible by
+``2^n``. The encoder accepts any size (``"SAME"`` padding rounds up: 28 -> 14 -> 7 -> 4), but
+only divisible sizes can be mirrored by the decoder.
+
+Normalisation is stateless only (``"none"``, ``"layer"``, ``"group"``): batch statistics would
+be mutable state, which the library keeps out of its modules.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from genjax.nn.mlp import Activation, check_features, get_activation
+
+__all__ = [
+    "NORMS",
+    "ConvDecoder",
+    "ConvEncoder",
+    "ResidualBlock",
+    "check_image_shape",
+    "downsampled_size",
+]
+
+#: Normalisations accepted by the convolutional blocks (applied before the activation).
+NORMS = ("none", "layer", "group")
+
+
+def _check_int(owner: str, name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{owner}.{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_norm(owner: str, norm: Any) -> str:
+    if norm not in NORMS:
+        raise ValueError(f"{owner}.norm must be one of {NORMS}, got {norm!r}")
+    return norm
+
+
+def _normalize(norm: str, x: jax.Array, name: str) -> jax.Array:
+    if norm == "layer":
+        return nn.LayerNorm(name=name)(x)
+    if norm == "group":
+        return nn.GroupNorm(num_groups=math.gcd(8, x.shape[-1]), name=name)(x)
+    return x
+
+
+def check_image_shape(image_shape: Any, num_stages: int, *, owner: str = "image") -> tuple:
+    """Checks that ``n = num_stages`` stride-2 stages fit an image; returns ``(H, W, C)``.
+
+    Args:
+      image_shape: ``(H, W, C)`` of one image (no batch axis).
+      num_stages: ``n >= 0``, the number of stride-2 stages.
+      owner: prefix of the error message (the module or model that asks).
+
+    Raises:
+      ValueError: ``image_shape`` is not three positive ints, or ``H`` or ``W`` is not divisible
+        by ``2^n`` (the message gives the sizes that would fit).
+    """
+    shape = tuple(image_shape) if isinstance(image_shape, Sequence) else None
+    if (
+        shape is None
+        or len(shape) != 3
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape)
+    ):
+        raise ValueError(
+            f"{owner}: image_shape must be (H, W, C) with positive ints, got {image_shape!r}"
+        )
+    factor = 2**num_stages
+    h, w, c = shape
+    if h % factor or w % factor:
+        raise ValueError(
+            f"{owner}: {num_stages} stride-2 stage(s) need the image height and width to be "
+            f"multiples of 2^{num_stages} = {factor}, got an image of shape {shape} "
+            f"(e.g. 8x8 fits up to 3 stages, 28x28 up to 2, 32x32 up to 5)"
+        )
+    return h, w, c
+
+
+def downsampled_size(image_shape: Any, num_stages: int) -> tuple[int, int]:
+    """``(H / 2^n, W / 2^n)``: the spatial size after ``n`` stride-2 stages (checked)."""
+    h, w, _ = check_image_shape(image_shape, num_stages)
+    return h // 2**num_stages, w // 2**num_stages
+
+
+def _check_images(owner: str, x: jax.Array) -> None:
+    if jnp.ndim(x) != 4:
+        raise ValueError(
+            f"{owner} input must be images [B, H, W, C] (NHWC), got shape {jnp.shape(x)}"
+        )
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 convolutions: ``[B, H, W, C] -> [B, ceil(H/2^n), ceil(W/2^n), features[-1]]``.
+
+    Stage ``i`` is ``Conv(features[i], kernel_size, stride 2, "SAME") -> norm -> activation``.
+    Flatten the output (``h.reshape(B, -1)``) and add a ``Dense`` head for a vector output.
+
+    Attributes:
+      features: output channels of each stage; ``n = len(features)`` stages.
+      kernel_size: square kernel size of every convolution.
+      activation: a name in :data:`genjax.nn.ACTIVATIONS` or a callable.
+      norm: ``"none"``, ``"layer"`` or ``"group"`` (group norm with ``gcd(8, channels)``
+        groups), applied before each activation.
+      norm_first: also normalise the first stage (DCGAN leaves it out of the discriminator).
+    """
+
+    features: Sequence[int] = (32, 64)
+    kernel_size: int = 4
+    activation: Activation = "relu"
+    norm: str = "none"
+    norm_first: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        widths = check_features("ConvEncoder", self.features)
+        k = _check_int("ConvEncoder", "kernel_size", self.kernel_size, 1)
+        norm = _check_norm("ConvEncoder", self.norm)
+        act = get_activation(self.activation, name="ConvEncoder.activation")
+        _check_images("ConvEncoder", x)
+        for i, width in enumerate(widths):
+            x = nn.Conv(width, (k, k), strides=(2, 2), padding="SAME", name=f"conv_{i}")(x)
+            if i > 0 or self.norm_first:
+                x = _normalize(norm, x, f"norm_{i}")
+            x = act(x)
+        return x
+
+
+class ConvDecoder(nn.Module):
+    """Stride-2 transposed convolutions up to ``image_shape``: ``-> [B, H, W, output_channels]``.
+
+    The input is either a vector ``[B, d]``, projected by ``Dense(h0 * w0 * start_features)``
+    and an activation to a ``[B, h0, w0, start_features]`` map, or a feature map
+    ``[B, h0, w0, c]`` used as it is, with ``(h0, w0) = (H / 2^n, W / 2^n)`` and
+    ``n = len(features)``. Stage ``i`` is ``ConvTranspose(features[i], kernel_size, stride 2,
+    "SAME") -> norm -> activation`` (doubling the size); a final ``Conv(output_channels,
+    final_kernel_size, stride 1)`` with no activation gives logits, means, or whatever the
+    caller's likelihood needs (e.g. ``2 C`` channels for a mean and a log-variance).
+
+    Attributes:
+      image_shape: ``(H, W, C)`` of the output; ``H`` and ``W`` must be multiples of ``2^n``.
+      features: channels after each transposed convolution, coarse to fine (``n`` stages).
+      output_channels: channels of the output (``None``: ``C`` of ``image_shape``).
+      start_features: channels of the projected starting map (``None``: ``features[0]``);
+        unused for feature-map inputs.
+      kernel_size: square kernel of the transposed convolutions.
+      final_kernel_size: square kernel of the last, stride-1 convolution.
+      activation: a name in :data:`genjax.nn.ACTIVATIONS` or a callable.
+      norm: ``"none"``, ``"layer"`` or ``"group"``, applied before each activation of the
+        projection and the stages.
+    """
+
+    image_shape: Sequence[int]
+    features: Sequence[int] = (64, 32)
+    output_channels: int | None = None
+    start_features: int | None = None
+    kernel_size: int = 4
+    final_kernel_size: int = 3
+    activation: Activation = "relu"
+    norm: str = "none"
+
+    @property
+    def start_size(self) -> tuple[int, int]:
+        """``(H / 2^n, W / 2^n)``, the spatial size of the starting map."""
+        return downsampled_size(self.image_shape, len(check_features("ConvDecoder", self.features)))
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        owner = "ConvDecoder"
+        widths = check_features(owner, self.features)
+        h, w, c = check_image_shape(self.image_shape, len(widths), owner=owner)
+        k = _check_int(owner, "kernel_size", self.kernel_size, 1)
+        k_final = _check_int(owner, "final_kernel_size", self.final_kernel_size, 1)
+        out_c = c if self.output_channels is None else self.output_channels
+        _check_int(owner, "output_channels", out_c, 1)
+        norm = _check_norm(owner, self.norm)
+        act = get_activation(self.activation, name=f"{owner}.activation")
+        h0, w0 = h // 2 ** len(widths), w // 2 ** len(widths)
+        if jnp.ndim(z) == 2:
+            start = widths[0] if self.start_features is None else self.start_features
+            _check_int(owner, "start_features", start, 1)
+            x = nn.Dense(h0 * w0 * start, name="project")(z)
+            x = x.reshape(z.shape[0], h0, w0, start)
+            x = act(_normalize(norm, x, "norm_project"))
+        elif jnp.ndim(z) == 4:
+            if tuple(z.shape[1:3]) != (h0, w0):
+                raise ValueError(
+                    f"{owner}: a feature-map input must be [B, {h0}, {w0}, c] to reach "
+                    f"{(h, w)} in {len(widths)} stride-2 stage(s), got shape {tuple(z.shape)}"
+                )
+            x = z
+        else:
+            raise ValueError(
+                f"{owner} input must be a vector batch [B, d] or a feature map "
+                f"[B, {h0}, {w0}, c], got shape {jnp.shape(z)}"
+            )
+        for i, width in enumerate(widths):
+            x = nn.ConvTranspose(width, (k, k), strides=(2, 2), padding="SAME", name=f"deconv_{i}")(
+                x
+            )
+            x = act(_normalize(norm, x, f"norm_{i}"))
+        return nn.Conv(out_c, (k_final, k_final), padding="SAME", name="output")(x)
+
+
+class ResidualBlock(nn.Module):
+    """``x + Conv1x1(act(Conv3x3(act(x))))``, shape-preserving (van den Oord et al., 2017).
+
+    ``[B, H, W, C] -> [B, H, W, C]``; the inner convolution has ``hidden`` channels.
+
+    Attributes:
+      hidden: channels of the 3x3 convolution.
+      activation: a name in :data:`genjax.nn.ACTIVATIONS` or a callable.
+    """
+
+    hidden: int = 32
+    activation: Activation = "relu"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        hidden = _check_int("ResidualBlock", "hidden", self.hidden, 1)
+        _check_images("ResidualBlock", x)
+        act = get_activation(self.activation, name="ResidualBlock.activation")
+        h = nn.Conv(hidden, (3, 3), padding="SAME", name="conv_3x3")(act(x))
+        h = nn.Conv(x.shape[-1], (1, 1), name="conv_1x1")(act(h))
+        return x + h
