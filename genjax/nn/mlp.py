@@ -50,7 +50,7 @@ def get_activation(
             return ACTIVATIONS[activation]
         except KeyError:
             raise ValueError(
-                f"activation must be one of {sorted(ACTIVATIONS)} or a callable, got {activation!r}"
+                f"{name} must be one of {sorted(ACTIVATIONS)} or a callable, got {activation!r}"
             ) from None
     if callable(activation):
         return activation
