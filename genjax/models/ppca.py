@@ -197,8 +197,9 @@ def _resolve_method(method: str, n: int, d: int) -> str:
     if method not in ("auto", "svd", "gram"):
         raise ValueError(f"method must be 'auto', 'svd' or 'gram'; got {method!r}")
     if method == "auto":
-        # Tall data (N >= 10 D): the D x D covariance is small and one pass over the data forms
-        # it; a thin SVD would also materialise U [N, D]. Otherwise the thin SVD is more accurate.
+        # Tall data (N >= 10 D): forming the D x D covariance is one matrix product and its
+        # eigendecomposition is small; QR + SVD costs several times more (benchmarks/bench_ppca).
+        # Otherwise the SVD, which does not square the condition number, is worth its cost.
         return "gram" if n >= 10 * d else "svd"
     return method
 
@@ -223,8 +224,11 @@ def _spectrum(x: jax.Array, ddof: Any, method: str) -> tuple[jax.Array, jax.Arra
     xc = x - mean
     denom = n - ddof
     if method == "svd":
-        # Xc = U diag(s) V^T  =>  S = V diag(s^2 / denom) V^T.
-        _, s, vt = jnp.linalg.svd(xc, full_matrices=False)
+        # Xc = U diag(s) V^T  =>  S = V diag(s^2 / denom) V^T. For tall data, Xc = Q R first:
+        # R [D, D] has the singular values and right singular vectors of Xc, and is cheaper to
+        # decompose than Xc itself (and never materialises U [N, D]).
+        a = jnp.linalg.qr(xc, mode="r") if n >= d else xc
+        _, s, vt = jnp.linalg.svd(a, full_matrices=False)
         evals, evecs = s**2 / denom, vt.T
     elif n >= d:
         evals, evecs = jnp.linalg.eigh(xc.T @ xc / denom)
@@ -289,9 +293,10 @@ def fit_closed_form(
         ``N > D``). The two are related exactly: with ``c = N / (N - 1)`` the ``ddof=1``
         covariance is ``c`` times the ML one, and since ``trace(C^{-1} S) = D`` at the ML
         solution, ``LL_ml - LL_ddof1 = (D / 2) (log c + 1 / c - 1) >= 0``.
-      method: how the spectrum is computed. ``"svd"``: thin SVD of the centred data
-        (``O(N D min(N, D))``, most accurate). ``"gram"``: eigendecomposition of the smaller Gram
-        matrix (``D x D`` covariance when ``N >= D``, the ``N x N`` ``Xc Xc^T`` when ``N < D``).
+      method: how the spectrum is computed. ``"svd"``: thin SVD of the centred data (after a
+        QR factorisation when ``N >= D``; ``O(N D min(N, D))``, most accurate). ``"gram"``:
+        eigendecomposition of the smaller Gram matrix (the ``D x D`` covariance when ``N >= D``,
+        the ``N x N`` ``Xc Xc^T`` when ``N < D``).
         ``"auto"`` (default): ``"gram"`` when ``N >= 10 D``, else ``"svd"``. No path forms a
         ``D x D`` matrix when ``N < D``.
 
