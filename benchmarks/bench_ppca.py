@@ -1,0 +1,128 @@
+"""PPCA fitting speed: the closed-form fit and one EM iteration on synthetic data.
+
+    python -m benchmarks.bench_ppca [--n 100000] [--d 784] [--q 32] [--repeats 3] [--out FILE]
+
+Data: ``N x D`` float32, ``x = z A^T + 0.1 eps`` with ``z ~ N(0, I_q)``, ``A ~ N(0, 1)`` of
+shape ``D x q`` and ``eps ~ N(0, I_D)`` (a PPCA-distributed set, generated on the device).
+
+Measured, after compilation and one warm-up call, as the median (and min/max) of ``--repeats``
+timed calls, each ending with ``block_until_ready``:
+
+* ``closed_form.<method>``: ``ppca.fit_closed_form(x, q, method=...)`` for ``"gram"`` (the
+  ``D x D`` covariance eigendecomposition, the default for ``N >= 10 D``) and ``"svd"`` (thin SVD
+  of the centred data). The public call, input validation (the NaN/inf scan) included.
+* ``em.<covariance>``: one EM iteration, ``(T(steps=k + 1) - T(steps=1)) / k`` with ``T`` the
+  time of ``ppca.fit_em``, so the per-call set-up (centring, forming ``S`` for ``"explicit"``)
+  cancels. ``"implicit"``: ``S W = Xc^T (Xc W) / N`` (``O(N D q)``); ``"explicit"``: ``S W`` from
+  the ``D x D`` covariance formed once (``O(D^2 q)``); ``setup_s`` is ``T(steps=1)``.
+
+``compile_s`` is the time to lower and compile the jitted core for these shapes. Prints one JSON
+object (and writes it to ``--out`` if given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from genjax.models import ppca
+
+
+def _synthetic(n: int, d: int, q: int, seed: int = 0) -> jax.Array:
+    kz, ka, ke = jax.random.split(jax.random.key(seed), 3)
+    a = jax.random.normal(ka, (d, q), jnp.float32)
+    z = jax.random.normal(kz, (n, q), jnp.float32)
+    eps = jax.random.normal(ke, (n, d), jnp.float32)
+    return jax.block_until_ready(z @ a.T + 0.1 * eps)
+
+
+def _time(fn: Callable[[], Any], repeats: int) -> list[float]:
+    jax.block_until_ready(fn())  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+
+
+def _compile_time(jitted: Any, *args: Any, **static: Any) -> float:
+    t0 = time.perf_counter()
+    jitted.lower(*args, **static).compile()
+    return time.perf_counter() - t0
+
+
+def bench(n: int, d: int, q: int, repeats: int, em_steps: int) -> dict[str, Any]:
+    x = _synthetic(n, d, q)
+    out: dict[str, Any] = {}
+
+    for method in ("gram", "svd"):
+        compile_s = _compile_time(ppca._closed_form, x, q, 0, method)
+        times = _time(lambda m=method: ppca.fit_closed_form(x, q, method=m), repeats)
+        out[f"closed_form.{method}"] = {"compile_s": compile_s, **_summary(times)}
+
+    rng = jax.random.key(1)
+    w0, s0 = ppca._em_init(x, rng, q)
+    for covariance in ("implicit", "explicit"):
+        explicit = covariance == "explicit"
+        compile_s = _compile_time(ppca._em, x, w0, s0, steps=1, explicit=explicit)
+        compile_s += _compile_time(ppca._em, x, w0, s0, steps=em_steps + 1, explicit=explicit)
+
+        def run(steps: int, c: str = covariance) -> Any:
+            return ppca.fit_em(x, q, steps=steps, rng=rng, covariance=c)
+
+        t1 = _time(lambda: run(1), repeats)
+        tk = _time(lambda: run(em_steps + 1), repeats)
+        per_iter = (statistics.median(tk) - statistics.median(t1)) / em_steps
+        out[f"em.{covariance}"] = {
+            "compile_s": compile_s,
+            "per_iteration_s": per_iter,
+            "setup_s": statistics.median(t1),
+            f"steps_{em_steps + 1}": _summary(tk),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--d", type=int, default=784)
+    parser.add_argument("--q", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--em-steps", type=int, default=10, help="k in the EM difference")
+    parser.add_argument("--out", default=None, help="also write the JSON here")
+    args = parser.parse_args(argv)
+
+    result = {
+        "benchmark": "ppca",
+        "shape": {"n": args.n, "d": args.d, "q": args.q, "dtype": "float32"},
+        "repeats": args.repeats,
+        "backend": jax.default_backend(),
+        "devices": [str(dv) for dv in jax.devices()],
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "results": bench(args.n, args.d, args.q, args.repeats, args.em_steps),
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
