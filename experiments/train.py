@@ -199,24 +199,53 @@ def _print_summary(summary: dict, workdir: Path, stream=sys.stdout) -> None:
         print(f"  figures: {', '.join(f.name for f in figures)}", file=stream)
 
 
-def run(config: RunConfig, workdir: Path, *, progress: bool = True) -> dict:
+@dataclasses.dataclass
+class Prepared:
+    """A run's data and task, built (and so validated) before anything is written."""
+
+    config: RunConfig
+    spec: registry.ModelSpec
+    train: object
+    test: object
+    info: registry.DataInfo
+    task: object
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Load the data and build the task; every input error surfaces here, before the work
+    directory is touched."""
+    spec = registry.get(config.model)
+    train = load_split(config, "train")
+    test = load_split(config, "test")
+    if config.train.batch_size > train.num_examples:
+        raise ConfigError(
+            f"train.batch_size={config.train.batch_size} is larger than the training split of "
+            f"{config.dataset!r} ({train.num_examples} examples)"
+        )
+    info = data_info(config, train)
+    task = spec.build_task(config, info)
+    return Prepared(config, spec, train, test, info, task)
+
+
+def run(prepared: Prepared, workdir: Path, *, progress: bool = True) -> dict:
     """Train (or resume) and evaluate; returns the summary written to ``summary.json``."""
     import jax
 
     from genjax.train import fit
 
-    spec = registry.get(config.model)
+    config, spec, info, train, test = (
+        prepared.config,
+        prepared.spec,
+        prepared.info,
+        prepared.train,
+        prepared.test,
+    )
     t0 = time.perf_counter()
-    train = load_split(config, "train")
-    test = load_split(config, "test")
-    info = data_info(config, train)
     (workdir / "data_info.json").write_text(json.dumps(dataclasses.asdict(info)) + "\n")
-
-    task = spec.build_task(config, info)
     during = spec.eval_during(config, info, test) if spec.eval_during else None
     train_config = dataclasses.replace(config.train, progress=progress and config.train.progress)
     result = fit(
-        task,
+        prepared.task,
         train,
         train_config,
         workdir,
@@ -277,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         config = resolve_config(args.model, args.dataset, args.overrides)
         workdir = Path(args.workdir).expanduser().absolute()
         summary_path = workdir / "summary.json"
+        prepared = prepare(config)
         prepare_workdir(workdir, config, args.overwrite)
         if summary_path.exists():
             summary = json.loads(summary_path.read_text())
@@ -287,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
         t0 = time.perf_counter()
         try:
-            summary = run(config, workdir, progress=not args.quiet)
+            summary = run(prepared, workdir, progress=not args.quiet)
         except BaseException:
             # Count this invocation's time in the run's wall time, then report.
             wall = _previous_wall(workdir) + time.perf_counter() - t0

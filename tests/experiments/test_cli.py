@@ -1,0 +1,206 @@
+"""The experiment command: bad input is one line and exit code 2; runs resume and load back."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.train import main
+
+SMALL = [
+    "--set", "train.steps=300",
+    "--set", "train.checkpoint_every=100",
+    "--set", "train.log_every=50",
+    "--set", "train.fuse_steps=50",
+    "--set", "model.em_steps=20",
+    "--set", "model.select_q=2,5",
+]  # fmt: skip
+
+
+def _cli(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    return str(tmp_path / "run")
+
+
+def _existing_run(tmp_path, **changes):
+    d = tmp_path / "existing"
+    d.mkdir()
+    cfg = {"model": "ppca", "dataset": "digits"}
+    cfg.update(changes)
+    (d / "config.json").write_text(json.dumps(cfg))
+    return str(d)
+
+
+BASE = ["--model", "ppca", "--dataset", "digits"]
+
+
+def _cases(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("mine")
+    empty_data = tmp_path / "no-data"
+    empty_data.mkdir()
+    w = str(tmp_path / "w")
+    # (argv, a fragment the one-line message must contain)
+    return [
+        ([], "required: --model"),
+        (["--model", "ppca", "--dataset", "digits"], "--workdir"),
+        (["--model", "vea", "--dataset", "digits", "--workdir", w], "unknown model 'vea'"),
+        (["--model", "ppca", "--dataset", "mnits", "--workdir", w], "unknown dataset 'mnits'"),
+        ([*BASE, "--workdir", w, "--set", "train.stpes=5"], "did you mean 'train.steps'"),
+        ([*BASE, "--workdir", w, "--set", "steps=5"], "did you mean 'train.steps'"),
+        ([*BASE, "--workdir", w, "--set", "model.latnt_dim=3"], "did you mean 'model.latent_dim'"),
+        ([*BASE, "--workdir", w, "--set", "train.steps"], "expects key=value"),
+        ([*BASE, "--workdir", w, "--set", "train.steps=abc"], "train.steps expects an integer"),
+        ([*BASE, "--workdir", w, "--set", "train.steps=0"], "train.steps must be"),
+        ([*BASE, "--workdir", w, "--set", "train.eval_every=-1"], "train.eval_every"),
+        ([*BASE, "--workdir", w, "--set", "train.strategy=ddp"], "strategy must be one of"),
+        ([*BASE, "--workdir", w, "--set", "train.progress=maybe"], "expects true or false"),
+        ([*BASE, "--workdir", w, "--set", "optimizer.learning_rate=-1"], "learning_rate"),
+        ([*BASE, "--workdir", w, "--set", "optimizer.name=lion"], "optimizer.name"),
+        ([*BASE, "--workdir", w, "--set", "data.binarize=maybe"], "data.binarize"),
+        ([*BASE, "--workdir", w, "--set", "data.threshold=2"], "data.threshold"),
+        ([*BASE, "--workdir", w, "--set", "model.latent_dim=0"], "model.latent_dim"),
+        ([*BASE, "--workdir", w, "--set", "model.latent_dim=64"], "latent_dim=64"),
+        ([*BASE, "--workdir", w, "--set", "train.batch_size=5000"], "larger than the training"),
+        ([*BASE, "--workdir", w, "--set", "data.flatten=false"], "data.flatten=true"),
+        ([*BASE, "--workdir", str(blocker / "sub")], "not writable"),
+        ([*BASE, "--workdir", str(junk)], "holds no genjax run"),
+        (
+            [*BASE, "--workdir", _existing_run(tmp_path, model="vae")],
+            "holds a run of model 'vae'",
+        ),
+        (
+            [
+                "--model",
+                "ppca",
+                "--dataset",
+                "mnist",
+                "--workdir",
+                w,
+                "--set",
+                f"data.data_dir={empty_data}",
+            ],
+            "tfds build mnist",
+        ),
+        ([*BASE, "--workdir", w, "--bogus"], "unrecognized arguments: --bogus"),
+    ]
+
+
+def test_malformed_command_lines_exit_2_with_one_clear_line(tmp_path, capsys):
+    cases = _cases(tmp_path)
+    assert len(cases) >= 20
+    for argv, fragment in cases:
+        code, err = _cli(argv, capsys)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2, (argv, code, err)
+        assert len(lines) == 1, (argv, err)
+        assert "Traceback" not in err
+        assert fragment in lines[0], (argv, lines[0])
+        assert lines[0].startswith("genjax-train: error:"), lines[0]
+
+
+def test_same_model_other_config_is_refused_then_overwritten(tmp_path, capsys):
+    work = str(tmp_path / "run")
+    assert _cli([*BASE, "--workdir", work, *SMALL, "--set", "train.steps=50",
+                 "--set", "train.checkpoint_every=50", "--quiet"], capsys)[0] == 0  # fmt: skip
+    code, err = _cli([*BASE, "--workdir", work, *SMALL, "--quiet"], capsys)
+    assert code == 2 and "train.steps: 50 -> 300" in err
+    code, err = _cli([*BASE, "--workdir", work, *SMALL, "--quiet", "--overwrite",
+                      "--set", "train.steps=100"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert json.loads((Path(work) / "summary.json").read_text())["steps"] == 100
+
+
+def test_help_lists_models_datasets_and_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for fragment in ("ppca", "datasets: digits, mnist", "train.steps = 1000", "optimizer.name",
+                     "data.binarize", "model.latent_dim", "total number of steps"):  # fmt: skip
+        assert fragment in out, fragment
+
+
+def _command(workdir):
+    return [sys.executable, "-m", "experiments.train", *BASE, "--workdir", str(workdir), *SMALL]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("cli") / "ref"
+    out = subprocess.run(_command(work), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "test_log_likelihood" in out.stdout  # the one-screen summary
+    return work
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_summary(finished_run, tmp_path):
+    work = tmp_path / "killed"
+    proc = subprocess.Popen(_command(work), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Kill it once a checkpoint beyond the first exists and before it can finish.
+    deadline = time.time() + 300
+    ckpts = work / "checkpoints"
+    while time.time() < deadline and proc.poll() is None:
+        if ckpts.exists() and any(p.name == "100" for p in ckpts.iterdir()):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (work / "summary.json").exists()
+    again = subprocess.run(_command(work), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    a = json.loads((finished_run / "summary.json").read_text())
+    b = json.loads((work / "summary.json").read_text())
+    assert a["steps"] == b["steps"] == 300
+    assert a["metrics"] == b["metrics"]
+    # A finished run is not retrained: the same command returns at once.
+    t0 = time.time()
+    third = subprocess.run(_command(work), capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0 and "not retraining" in third.stderr
+    assert time.time() - t0 < 60
+
+
+def test_load_run_reproduces_the_reported_metric(finished_run):
+    import jax
+    import jax.numpy as jnp
+    from sklearn.datasets import load_digits
+
+    import genjax
+    from genjax import losses
+    from genjax.data import load
+
+    run = genjax.load_run(finished_run)
+    assert run.step == 300 and run.config.model == "ppca"
+    p = run.ppca_params()
+    # The test split, scaled by hand from scikit-learn's raw digits (an independent path).
+    test = load("digits", "test")
+    raw = load_digits()
+    rows = [np.flatnonzero((raw.images == img[..., 0]).all(axis=(1, 2)))[0]
+            for img in test.features["image"]]  # fmt: skip
+    x = jnp.asarray(raw.data[rows] / 16.0, jnp.float32)
+    ll = float(jnp.mean(losses.ppca_log_likelihood(x, p.W, p.mu, p.sigma2)))
+    reported = run.summary["metrics"]["test_log_likelihood"]
+    assert ll == pytest.approx(reported, rel=1e-6)
+    samples = run.sample(jax.random.PRNGKey(0), 5)
+    assert samples.shape == (5, 64)
+    assert run.reconstruct(x[:3]).shape == (3, 64)
+    assert run.encode(x[:3]).shape == (3, run.config.model_config.latent_dim)
+    with pytest.raises(AttributeError, match="has no 'convert'"):
+        run.convert
