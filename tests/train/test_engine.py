@@ -251,3 +251,34 @@ def test_config_rejects_bad_values(field, value, match):
 def test_batch_larger_than_split_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="larger than the training split"):
         fit(toy.task(), toy.digits_dataset(64), TrainConfig(batch_size=128), tmp_path)
+
+
+def test_checkpointer_keeps_the_last_n_and_the_best(tmp_path):
+    task = toy.task()
+    state = jax.tree.map(
+        np.asarray,
+        init_state(task, jax.random.PRNGKey(0), {"x": np.zeros((2, 64), np.float32)}),
+    )
+    ckpt = Checkpointer(tmp_path, keep=2, best_metric="score", best_mode="max")
+    for step, score in [(1, 1.0), (2, 9.0), (3, 2.0), (4, 3.0), (5, 0.5)]:
+        ckpt.save(state.replace(step=np.int32(step)), {"step": step}, {"score": score})
+    ckpt.wait()
+    assert ckpt.steps() == [2, 4, 5]  # the best (2) and the last two
+    restored, meta = ckpt.restore_latest(state)
+    ckpt.close()
+    assert int(restored.step) == 5 and meta == {"step": 5}
+
+
+def test_checkpointer_refuses_nonfinite_state(tmp_path):
+    from genjax.train import CheckpointError
+
+    state = jax.tree.map(
+        np.asarray,
+        init_state(toy.task(), jax.random.PRNGKey(0), {"x": np.zeros((2, 64), np.float32)}),
+    )
+    bad = jax.tree.map(lambda x: x * np.nan if x.dtype == np.float32 else x, state)
+    ckpt = Checkpointer(tmp_path)
+    with pytest.raises(CheckpointError, match="non-finite"):
+        ckpt.save(bad, {"step": 0})
+    ckpt.close()
+    assert ckpt.steps() == []
