@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments import train
+from experiments import report, train
 
 #: (work directory name, model, dataset, --set overrides)
 ENTRIES: list[tuple[str, str, str, list[str]]] = [
@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         code = train.main(argv_run)
         if code != 0:
             return code
+    path = report.write_report(out)
+    print(f"report: {path.absolute()}")
     return 0
 
 

@@ -77,6 +77,11 @@ class ModelSpec:
     bind: Callable[[RunConfig, DataInfo, Any, Any], dict[str, Callable]]
     metric_names: tuple[str, ...]
     eval_during: Callable[[RunConfig, DataInfo, Any], Callable[[Any, Any], dict]] | None = None
+    #: Rows of the report's headline table: (label, metric, reference metric or None,
+    #: what the reference is). Both values are read from the run's own summary.json.
+    headline: tuple[tuple[str, str, str | None, str], ...] = ()
+    #: Figures (file names under figures/) shown first in the report, in this order.
+    key_figures: tuple[str, ...] = ()
 
 
 # Model name -> module that defines ``SPEC``. Importing lazily keeps ``--help`` fast and lets

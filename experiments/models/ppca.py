@@ -213,4 +213,19 @@ SPEC = ModelSpec(
     bind=bind,
     metric_names=("test_log_likelihood", "closed_form_test_log_likelihood"),
     eval_during=eval_during,
+    headline=(
+        (
+            "test log-likelihood, gradient training (nats/example)",
+            "test_log_likelihood",
+            "closed_form_test_log_likelihood",
+            "maximum-likelihood closed form (Tipping & Bishop 1999)",
+        ),
+        (
+            "test log-likelihood, EM (nats/example)",
+            "em_test_log_likelihood",
+            "closed_form_test_log_likelihood",
+            "closed form",
+        ),
+    ),
+    key_figures=("samples.png", "reconstructions.png", "principal_directions.png"),
 )
