@@ -1,0 +1,16 @@
+"""Metrics that need more than a loss: log-likelihood estimates, baselines, sample quality.
+
+A plain list of re-exports (``name as name``), one import per line.
+"""
+
+from genjax.eval.baselines import BernoulliMixture as BernoulliMixture
+from genjax.eval.baselines import (
+    bernoulli_mixture_log_likelihood as bernoulli_mixture_log_likelihood,
+)
+from genjax.eval.baselines import fit_bernoulli_mixture as fit_bernoulli_mixture
+from genjax.eval.baselines import fit_independent_bernoulli as fit_independent_bernoulli
+from genjax.eval.baselines import (
+    independent_bernoulli_log_likelihood as independent_bernoulli_log_likelihood,
+)
+from genjax.eval.likelihood import iwae_log_likelihood as iwae_log_likelihood
+from genjax.eval.likelihood import mean_and_stderr as mean_and_stderr
