@@ -88,6 +88,7 @@ class ModelSpec:
 # a broken model fail only when it is used.
 _MODULES = {
     "ppca": "experiments.models.ppca",
+    "vae": "experiments.models.vae",
 }
 
 _loaded: dict[str, ModelSpec] = {}

@@ -78,6 +78,7 @@ __all__ = [
     "VAE",
     "VARIANCES",
     "check_data",
+    "check_model",
     "decode_mean",
     "elbo",
     "encode",
@@ -106,8 +107,9 @@ _LOG_2PI = math.log(2.0 * math.pi)
 # --------------------------------------------------------------------------------------------
 
 
-def _check_config(m: VAE) -> tuple[int, ...]:
-    """Validates the module's fields; returns ``data_shape`` as a tuple of ints."""
+def check_model(m: VAE) -> tuple[int, ...]:
+    """Validates a :class:`VAE`'s fields (Flax defers ``setup``, so construction does not);
+    returns ``data_shape`` as a tuple of ints. Raises ``ValueError`` naming the field."""
     shape = m.data_shape
     if (
         not isinstance(shape, Sequence)
@@ -184,7 +186,7 @@ class VAE(nn.Module):
     kernel_size: int = 4
 
     def setup(self):
-        shape = _check_config(self)
+        shape = check_model(self)
         q = self.latent_dim
         hidden = tuple(self.hidden)
         size = int(np.prod(shape))
@@ -274,7 +276,7 @@ def check_data(model: VAE, x: Any, name: str = "x") -> jax.Array:
 
     Returns ``x`` as a float32 array. Raises ``ValueError`` naming the problem.
     """
-    _check_config(model)
+    check_model(model)
     x = jnp.asarray(x)
     shape = tuple(model.data_shape)
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
@@ -321,7 +323,7 @@ def init(rng: jax.Array, example_batch: Mapping[str, Any], model: VAE) -> dict[s
       example_batch: a dict with ``"x"`` ``[B, *data_shape]`` (only its shape is used).
       model: the :class:`VAE`.
     """
-    _check_config(model)
+    check_model(model)
     x = example_batch["x"]
     shape = tuple(model.data_shape)
     if tuple(jnp.shape(x)[1:]) != shape:
@@ -503,7 +505,7 @@ def sample(
     Gaussian), or, with ``mean=True``, ``E[x | z]`` (probabilities / means, the usual picture).
     """
     n = _check_count("n", n, 0)
-    _check_config(model)
+    check_model(model)
     return _sample(model, params, rng, n, bool(mean))
 
 
