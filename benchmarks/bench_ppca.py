@@ -1,6 +1,7 @@
 """PPCA fitting speed: the closed-form fit and one EM iteration on synthetic data.
 
-    python -m benchmarks.bench_ppca [--n 100000] [--d 784] [--q 32] [--repeats 3] [--out FILE]
+    python -m benchmarks.bench_ppca [--n 100000] [--d 784] [--q 32] [--repeats 3]
+        [--methods gram svd] [--out FILE]
 
 Data: ``N x D`` float32, ``x = z A^T + 0.1 eps`` with ``z ~ N(0, I_q)``, ``A ~ N(0, 1)`` of
 shape ``D x q`` and ``eps ~ N(0, I_D)`` (a PPCA-distributed set, generated on the device).
@@ -18,9 +19,18 @@ timed calls, each ending with ``block_until_ready``:
 
 ``compile_s`` is the time to lower and compile the jitted core for these shapes. Prints one JSON
 object (and writes it to ``--out`` if given).
+
+Threads: XLA's CPU ``eigh``/``svd``/``qr`` call LAPACK through SciPy's bundled OpenBLAS, whose own
+worker threads then compete with XLA's thread pool. On a 2-core machine that made a 784 x 784
+``eigh`` take ~5 s instead of ~0.1 s, so this script sets ``OPENBLAS_NUM_THREADS=1`` unless the
+caller set it (the value used is recorded in the JSON).
 """
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy/scipy/jax load OpenBLAS
 
 import argparse
 import json
@@ -64,11 +74,13 @@ def _compile_time(jitted: Any, *args: Any, **static: Any) -> float:
     return time.perf_counter() - t0
 
 
-def bench(n: int, d: int, q: int, repeats: int, em_steps: int) -> dict[str, Any]:
+def bench(
+    n: int, d: int, q: int, repeats: int, em_steps: int, methods: list[str]
+) -> dict[str, Any]:
     x = _synthetic(n, d, q)
     out: dict[str, Any] = {}
 
-    for method in ("gram", "svd"):
+    for method in methods:
         compile_s = _compile_time(ppca._closed_form, x, q, 0, method)
         times = _time(lambda m=method: ppca.fit_closed_form(x, q, method=m), repeats)
         out[f"closed_form.{method}"] = {"compile_s": compile_s, **_summary(times)}
@@ -102,6 +114,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--q", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--em-steps", type=int, default=10, help="k in the EM difference")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["gram", "svd"],
+        choices=["gram", "svd"],
+        help="closed-form spectrum paths to time (svd is the slow one on tall data)",
+    )
     parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
 
@@ -114,7 +133,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "jax": jax.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "results": bench(args.n, args.d, args.q, args.repeats, args.em_steps),
+        "cpu_count": os.cpu_count(),
+        "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "results": bench(args.n, args.d, args.q, args.repeats, args.em_steps, args.methods),
     }
     text = json.dumps(result, indent=2)
     print(text)
