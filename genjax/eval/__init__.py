@@ -12,5 +12,8 @@ from genjax.eval.baselines import fit_independent_bernoulli as fit_independent_b
 from genjax.eval.baselines import (
     independent_bernoulli_log_likelihood as independent_bernoulli_log_likelihood,
 )
+from genjax.eval.classifier import Classifier as Classifier
+from genjax.eval.classifier import ClassifierConfig as ClassifierConfig
+from genjax.eval.classifier import train_classifier as train_classifier
 from genjax.eval.likelihood import iwae_log_likelihood as iwae_log_likelihood
 from genjax.eval.likelihood import mean_and_stderr as mean_and_stderr
