@@ -15,5 +15,8 @@ from genjax.eval.baselines import (
 from genjax.eval.classifier import Classifier as Classifier
 from genjax.eval.classifier import ClassifierConfig as ClassifierConfig
 from genjax.eval.classifier import train_classifier as train_classifier
+from genjax.eval.frechet import fit_gaussian as fit_gaussian
+from genjax.eval.frechet import frechet_distance as frechet_distance
+from genjax.eval.frechet import gaussian_frechet_distance as gaussian_frechet_distance
 from genjax.eval.likelihood import iwae_log_likelihood as iwae_log_likelihood
 from genjax.eval.likelihood import mean_and_stderr as mean_and_stderr
