@@ -57,7 +57,7 @@ def _as_binary(x: Any, name: str = "x") -> jax.Array:
         bad = arr[(arr != 0) & (arr != 1)]
         raise ValueError(
             f"{name} must be binary (every value 0 or 1; binarise the data first), got "
-            f"{bad.size} other value(s), e.g. {bad.flat[0]!r}"
+            f"{bad.size} other value(s), e.g. {bad.flat[0].item()!r}"
         )
     return jnp.asarray(arr, jnp.float32)
 

@@ -331,7 +331,8 @@ def init(rng: jax.Array, example_batch: Mapping[str, Any], model: VAE) -> dict[s
             f'batch["x"] must have shape [B, *data_shape] = [B, {", ".join(map(str, shape))}], '
             f"got {tuple(jnp.shape(x))}"
         )
-    return model.init(rng, jnp.zeros((1, *shape), jnp.float32))
+    # One compiled call: eager initialisation would compile every small op on its own.
+    return jax.jit(model.init)(rng, jnp.zeros((1, *shape), jnp.float32))
 
 
 def _reparameterize(mean, log_var, rng):
@@ -472,7 +473,12 @@ def decode_mean(model: VAE, params: Mapping[str, Any], z: Any) -> jax.Array:
 def log_px_given_z(model: VAE, params: Mapping[str, Any], x: Any, z: Any) -> jax.Array:
     """``log p(x | z)`` per example: ``x [B, *data_shape]``, ``z [B, q]`` -> ``[B]``."""
     x = check_data(model, x)
-    return model.apply(_variables(params), x, jnp.asarray(z), method=VAE.log_px_given_z)
+    return _log_px_given_z(model, params, x, jnp.asarray(z, jnp.float32))
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _log_px_given_z(model, params, x, z):
+    return model.apply(_variables(params), x, z, method=VAE.log_px_given_z)
 
 
 def reconstruct(model: VAE, params: Mapping[str, Any], x: Any) -> jax.Array:
