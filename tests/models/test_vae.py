@@ -381,3 +381,26 @@ def test_sample_reconstruct_interpolate_shapes_and_ranges(trained_digits_vae):
     mean, _ = vae.encode(model, params, x)
     np.testing.assert_allclose(path[:, 0], vae.decode_mean(model, params, mean[:2]), atol=1e-5)
     np.testing.assert_allclose(path[:, -1], vae.decode_mean(model, params, mean[2:]), atol=1e-5)
+
+
+def test_experiment_config_errors_name_the_key():
+    from experiments.config import ConfigError, apply_overrides
+    from experiments.models import vae as experiment
+    from experiments.registry import DataInfo
+
+    base = experiment.SPEC.configs["digits"]()
+    flat = DataInfo(name="digits", shape=(64,), num_classes=10, image_shape=(8, 8, 1))
+    with pytest.raises(ConfigError, match=r"model.latent_dim must be >= 1, got 0"):
+        apply_overrides(base, ["model.latent_dim=0"])
+    with pytest.raises(ConfigError, match=r"model.likelihood must be one of bernoulli, gaussian"):
+        apply_overrides(base, ["model.likelihood=poisson"])
+    raw = apply_overrides(base, ["data.scale=false", "data.binarize=none"])
+    with pytest.raises(ConfigError, match=r"bernoulli needs data in \[0, 1\]"):
+        experiment.build_task(raw, flat)
+    conv = apply_overrides(base, ["model.architecture=conv", "model.hidden=4,4"])
+    with pytest.raises(ConfigError, match=r"conv needs images \[H, W, C\]; set data.flatten"):
+        experiment.build_task(conv, flat)
+    image = DataInfo(name="digits", shape=(8, 8, 1), num_classes=10, image_shape=(8, 8, 1))
+    deep = apply_overrides(base, ["model.architecture=conv", "model.hidden=4,4,4,4"])
+    with pytest.raises(ConfigError, match=r"multiples of 2\^4 = 16, got an image of shape"):
+        experiment.build_task(deep, image)
