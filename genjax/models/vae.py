@@ -112,12 +112,13 @@ def check_model(m: VAE) -> tuple[int, ...]:
     returns ``data_shape`` as a tuple of ints. Raises ``ValueError`` naming the field."""
     shape = m.data_shape
     if (
-        not isinstance(shape, Sequence)
+        not isinstance(shape, tuple)
         or len(shape) < 1
         or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape)
     ):
         raise ValueError(
-            f"VAE.data_shape must be a non-empty tuple of positive ints, got {shape!r}"
+            f"VAE.data_shape must be a non-empty tuple (hashable, not a list) of positive "
+            f"ints, got {shape!r}"
         )
     shape = tuple(shape)
     q = m.latent_dim
@@ -134,10 +135,12 @@ def check_model(m: VAE) -> tuple[int, ...]:
     if not (isinstance(m.min_variance, int | float) and m.min_variance > 0):
         raise ValueError(f"VAE.min_variance must be a number > 0, got {m.min_variance!r}")
     hidden = m.hidden
-    if not isinstance(hidden, Sequence) or any(
+    if not isinstance(hidden, tuple) or any(
         isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden
     ):
-        raise ValueError(f"VAE.hidden must be a tuple of positive ints, got {hidden!r}")
+        raise ValueError(
+            f"VAE.hidden must be a tuple (hashable, not a list) of positive ints, got {hidden!r}"
+        )
     if m.architecture == "conv":
         if len(shape) != 3:
             raise ValueError(
