@@ -1,0 +1,840 @@
+"""VQ-VAE: a discrete code map per image, codebook health, and what the engine trains.
+
+The model (van den Oord, Vinyals & Kavukcuoglu, 2017, "Neural Discrete Representation
+Learning", NeurIPS; "vdO" below)::
+
+    z_e = E(x)                         [B, h, w, D] (conv) or [B, M, D] (MLP): one code map
+    k   = argmin_j ||z_e - e_j||^2     per vector, over the K codes e_j (the codebook [K, D])
+    z_q = e_k                          gradient copied straight through: d z_q / d z_e := I
+    x^  = G(z_q)
+    loss = ||x - x^||^2 / (P * s2) + ||sg[z_e] - z_q||^2 / (L D) + beta ||z_e - sg[z_q]||^2 / (L D)
+
+with ``P`` the number of input values, ``L`` the number of vectors in a code map, ``s2`` the
+per-value variance of the data estimated once from the first batch (as the authors' Sonnet
+example normalises by the data variance), and the squared norms summed over the example
+(:func:`genjax.losses.vq_codebook_loss`, :func:`~genjax.losses.vq_commitment_loss`), so every
+term is a per-value mean. The reported ``recon_mse`` is the plain per-value mean squared error.
+
+Two codebook-update rules (``rule``):
+
+* ``"loss"`` -- the codebook is a parameter trained by the codebook term (vdO eq. 3).
+* ``"ema"`` -- exponential moving averages (vdO appendix A.1; Razavi, van den Oord & Vinyals,
+  2019, "Generating Diverse High-Fidelity Images with VQ-VAE-2"): with ``n_k`` the fraction of
+  the batch's vectors assigned to code ``k`` and ``m_k`` their sum divided by the batch's
+  number of vectors,
+
+      N_k <- gamma N_k + (1 - gamma) n_k,      S_k <- gamma S_k + (1 - gamma) m_k,
+      e_k  = S_k / N~_k,   N~_k = (N_k + eps) / (sum_j N_j + K eps) * sum_j N_j  (Laplace),
+
+  and the codebook term is dropped from the loss. ``N`` and ``S`` are non-gradient model state
+  (:class:`CodebookState`); the codebook is *derived* from them (:func:`ema_codebook`), never
+  stored. Dividing by the batch's number of vectors leaves ``e_k`` unchanged (a common factor
+  of ``N`` and ``S``) and makes the statistics means, not sums: see "Data parallelism".
+
+Codebook health, each switchable and each reported:
+
+* initialisation (``codebook_init``): ``"random"`` (uniform in ``[-1/K, 1/K]``, the usual
+  choice of the reference implementations), ``"sample"`` (``K`` encoder outputs of the first
+  batch drawn without replacement) or ``"kmeans++"`` (Arthur & Vassilvitskii, 2007, seeding on
+  the encoder outputs of the first batch). It happens once, when the engine initialises
+  (``Objective.init`` for the ``loss`` rule's parameter, ``Objective.init_model_state`` for
+  the EMA statistics; both receive the first batch).
+* dead-code restart (``restart_after = N > 0``, EMA rule): a code unused for ``N`` consecutive
+  updates is re-initialised to a recent encoder output (Dhariwal et al., 2020, "Jukebox", and
+  Williams et al., 2020, "Hierarchical Quantized Autoencoders", restart codes this way). The
+  state keeps ``last_used`` (the last update at which each code was chosen) and a reservoir of
+  encoder outputs of the previous update; a restarted code gets the average mass ``sum N / K``.
+* metrics: per-batch perplexity ``exp H(p)`` and the fraction of codes used (train), and the
+  same over a whole split (:func:`code_usage`, :func:`genjax.losses.codebook_perplexity`).
+
+Data parallelism: in the ``shard_map`` / ``pmap`` strategies every device runs the loss on
+its slice of the batch, and the engine then averages floating leaves of the returned model
+state (``pmean``) and takes the maximum of integer leaves (``pmax``). The state is designed so
+that this reduction gives exactly the single-device result on the global batch:
+
+* ``cluster_size`` and ``embed_sum`` are linear in the per-batch *means* ``n_k``, ``m_k``; the
+  mean over equal-sized shards of the shard means is the global-batch mean.
+* ``last_used`` is a step number: the maximum over devices is the last step at which *any*
+  device used the code (a "steps since used" counter would be wrong under ``pmax``).
+* which codes are restarted, and from which reservoir slot, depends only on the incoming
+  (already reduced, hence identical) state and on a key carried in the state (``key``,
+  ``uint32``, split identically on every device); the loss's own ``rng`` differs between
+  devices and is used only where that is wanted (the reservoir's fresh random draws).
+* the reservoir is stored as ``int32``: each entry packs a random 15-bit priority (high bits)
+  with the ``bfloat16`` bit pattern of one coordinate (low 16 bits), all coordinates of a slot
+  sharing their priority. ``pmax`` therefore keeps, for every slot, the whole vector of the
+  device that drew the highest priority (a random one): a real encoder output, never an
+  average of several. Ties between devices (probability about ``n^2 / 2^16`` per slot for
+  ``n`` devices) mix coordinates of the tied vectors, which only perturbs a restart point.
+  Restart points are stored to ``bfloat16`` precision.
+* ``step`` and ``restarts`` are identical on every device, so ``pmax`` keeps them.
+
+Under ``jit`` and ``mesh`` (the main path) the loss sees the global batch and nothing is
+reduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax import lax
+
+from genjax import losses as L
+from genjax.nn import MLP, ConvDecoder, ConvEncoder, check_image_shape
+from genjax.nn.residual import ResidualStack
+
+__all__ = [
+    "ARCHS",
+    "INITS",
+    "RULES",
+    "VQVAE",
+    "CodebookState",
+    "Objective",
+    "Quantized",
+    "batch_statistics",
+    "code_usage",
+    "codebook",
+    "decode_indices",
+    "ema_codebook",
+    "ema_update",
+    "encode_indices",
+    "fill_reservoir",
+    "init_codebook",
+    "kmeans_plus_plus",
+    "pack_vectors",
+    "reconstruct",
+    "restart_dead_codes",
+    "unpack_vectors",
+    "update_codebook_state",
+]
+
+#: Codebook-update rules: the codebook loss, or exponential moving averages.
+RULES = ("loss", "ema")
+#: Codebook initialisations.
+INITS = ("random", "sample", "kmeans++")
+#: Encoder/decoder pairs.
+ARCHS = ("conv", "mlp")
+
+_PRIORITY_BITS = 15  # packed priorities stay below 2^15, so the packed int32 is >= 0
+
+
+# --------------------------------------------------------------------------------------------
+# Validation.
+# --------------------------------------------------------------------------------------------
+
+
+def _check_int(owner: str, name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_choice(owner: str, name: str, value: Any, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{owner}: {name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def _check_float(owner: str, name: str, value: Any, low: float, high: float, *, high_open: bool):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {name} must be a number, got {value!r}") from None
+    ok = math.isfinite(v) and v >= low and (v < high if high_open else v <= high)
+    if not ok:
+        interval = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
+        raise ValueError(f"{owner}: {name} must be a finite number in {interval}, got {value!r}")
+    return v
+
+
+def _check_num_codes(owner: str, num_codes: Any) -> int:
+    if isinstance(num_codes, bool) or not isinstance(num_codes, int | np.integer):
+        raise ValueError(f"{owner}: num_codes must be an int >= 2, got {num_codes!r}")
+    if num_codes < 2:
+        raise ValueError(
+            f"{owner}: num_codes (K) must be >= 2 (one code carries no information), "
+            f"got {num_codes}"
+        )
+    return int(num_codes)
+
+
+def _check_points(owner: str, points: Any) -> jax.Array:
+    points = jnp.asarray(points)
+    if points.ndim != 2 or points.shape[0] < 1:
+        raise ValueError(f"{owner}: points must be [N, D] with N >= 1, got shape {points.shape}")
+    return points
+
+
+# --------------------------------------------------------------------------------------------
+# Codebook initialisation.
+# --------------------------------------------------------------------------------------------
+
+
+def kmeans_plus_plus(rng: jax.Array, points: Any, num_codes: int) -> jax.Array:
+    """k-means++ seeding (Arthur & Vassilvitskii, 2007): ``K`` of the ``N`` points.
+
+    The first centre is a uniform draw; each next one is drawn with probability proportional
+    to the squared distance to the nearest centre chosen so far (``D^2`` weighting). If every
+    point coincides with a centre (e.g. fewer distinct points than ``K``) the draw is uniform.
+    ``O(K N D)``, one ``lax.fori_loop``; jittable.
+
+    Args:
+      rng: a ``jax.random`` key.
+      points: ``[N, D]`` float, ``N >= 1`` (``N < K`` repeats points).
+      num_codes: ``K >= 2``.
+
+    Returns:
+      ``[K, D]`` float32 centres, rows of ``points``.
+    """
+    owner = "kmeans_plus_plus"
+    K = _check_num_codes(owner, num_codes)
+    points = _check_points(owner, points).astype(jnp.float32)
+    n = points.shape[0]
+    first_key, loop_key = jax.random.split(rng)
+    first = jax.random.randint(first_key, (), 0, n)
+    centres = jnp.zeros((K, points.shape[1]), jnp.float32).at[0].set(points[first])
+    nearest = jnp.sum(jnp.square(points - points[first]), axis=-1)
+
+    def body(k, carry):
+        centres, nearest = carry
+        total = jnp.sum(nearest)
+        weights = jnp.where(total > 0, nearest, jnp.ones_like(nearest))
+        logits = jnp.log(jnp.maximum(weights, 0.0))
+        pick = jax.random.categorical(jax.random.fold_in(loop_key, k), logits)
+        centre = points[pick]
+        nearest = jnp.minimum(nearest, jnp.sum(jnp.square(points - centre), axis=-1))
+        return centres.at[k].set(centre), nearest
+
+    centres, _ = lax.fori_loop(1, K, body, (centres, nearest))
+    return centres
+
+
+def init_codebook(rng: jax.Array, points: Any, num_codes: int, method: str) -> jax.Array:
+    """An initial codebook ``[K, D]`` (float32) by ``method`` in :data:`INITS`.
+
+    ``"random"``: uniform in ``[-1/K, 1/K]`` (``points`` only gives ``D``); ``"sample"``: ``K``
+    rows of ``points`` without replacement (with replacement if ``N < K``); ``"kmeans++"``:
+    :func:`kmeans_plus_plus`.
+    """
+    owner = "init_codebook"
+    K = _check_num_codes(owner, num_codes)
+    _check_choice(owner, "method", method, INITS)
+    points = _check_points(owner, points).astype(jnp.float32)
+    n, d = points.shape
+    if method == "random":
+        return _uniform_codes(rng, (K, d))
+    if method == "sample":
+        rows = jax.random.choice(rng, n, (K,), replace=n < K)
+        return points[rows]
+    return kmeans_plus_plus(rng, points, K)
+
+
+# --------------------------------------------------------------------------------------------
+# The EMA rule (vdO appendix A.1).
+# --------------------------------------------------------------------------------------------
+
+
+def batch_statistics(z_e: Any, indices: Any, num_codes: int) -> tuple[jax.Array, jax.Array]:
+    """Per-batch assignment statistics, as means over the batch's vectors.
+
+    Args:
+      z_e: ``[..., D]`` float encoder outputs.
+      indices: int ``z_e.shape[:-1]``, the chosen codes.
+      num_codes: ``K``.
+
+    Returns:
+      ``(n [K], m [K, D])`` float32: ``n_k = #{i: k_i = k} / N`` and
+      ``m_k = sum_{i: k_i = k} z_i / N`` with ``N`` the number of vectors.
+    """
+    z_e = jnp.asarray(z_e)
+    flat = z_e.reshape(-1, z_e.shape[-1]).astype(jnp.float32)
+    idx = jnp.asarray(indices).reshape(-1)
+    if idx.shape[0] != flat.shape[0]:
+        raise ValueError(
+            f"batch_statistics: indices must have shape z_e.shape[:-1] = {z_e.shape[:-1]}, "
+            f"got {jnp.shape(indices)}"
+        )
+    n = flat.shape[0]
+    counts = jax.ops.segment_sum(jnp.ones((n,), jnp.float32), idx, num_segments=num_codes)
+    sums = jax.ops.segment_sum(flat, idx, num_segments=num_codes)
+    return counts / n, sums / n
+
+
+def ema_update(
+    cluster_size: Any, embed_sum: Any, fractions: Any, sums: Any, decay: float
+) -> tuple[jax.Array, jax.Array]:
+    """``N <- decay N + (1 - decay) n``, ``S <- decay S + (1 - decay) m`` (vdO eqs. 6-8)."""
+    d = jnp.float32(decay)
+    return d * cluster_size + (1 - d) * fractions, d * embed_sum + (1 - d) * sums
+
+
+def ema_codebook(cluster_size: Any, embed_sum: Any, epsilon: float) -> jax.Array:
+    """The codebook ``e_k = S_k / N~_k`` with Laplace-smoothed sizes (see the module docstring).
+
+    Args:
+      cluster_size: ``[K]`` float, the EMA of assignment fractions ``N``.
+      embed_sum: ``[K, D]`` float, the EMA of assignment sums ``S``.
+      epsilon: ``>= 0``, the Laplace pseudo-count (in units of ``N``, whose entries sum to
+        about 1).
+    """
+    cluster_size = jnp.asarray(cluster_size, jnp.float32)
+    total = jnp.sum(cluster_size)
+    K = cluster_size.shape[0]
+    smoothed = (cluster_size + epsilon) / (total + K * epsilon) * total
+    return jnp.asarray(embed_sum, jnp.float32) / smoothed[:, None]
+
+
+# --------------------------------------------------------------------------------------------
+# The reservoir of recent encoder outputs (packed so that pmax selects whole vectors).
+# --------------------------------------------------------------------------------------------
+
+
+def pack_vectors(vectors: Any, priority: Any) -> jax.Array:
+    """Pack ``[R, D]`` float vectors with ``[R]`` priorities in ``[0, 2^15)`` into int32.
+
+    Entry ``(r, d)`` is ``priority[r] << 16 | bf16_bits(vectors[r, d])`` (``bfloat16`` by
+    truncation of the float32 bit pattern). Integer order is priority-major, so an
+    element-wise maximum over several packed arrays returns, slot by slot, the whole vector
+    with the highest priority.
+    """
+    bits = lax.bitcast_convert_type(jnp.asarray(vectors, jnp.float32), jnp.uint32) >> 16
+    prio = jnp.asarray(priority).astype(jnp.uint32)[:, None] << 16
+    return lax.bitcast_convert_type(prio | bits, jnp.int32)
+
+
+def unpack_vectors(packed: Any) -> jax.Array:
+    """The float32 vectors of :func:`pack_vectors` (bfloat16 precision)."""
+    bits = lax.bitcast_convert_type(jnp.asarray(packed, jnp.int32), jnp.uint32) & 0xFFFF
+    return lax.bitcast_convert_type(bits << 16, jnp.float32)
+
+
+def fill_reservoir(rng: jax.Array, z_e: Any, size: int) -> jax.Array:
+    """``size`` encoder outputs of this batch (distinct if the batch has enough), packed
+    with fresh random priorities: ``int32 [size, D]``."""
+    z_e = jnp.asarray(z_e)
+    flat = z_e.reshape(-1, z_e.shape[-1])
+    n = flat.shape[0]
+    pick_key, prio_key = jax.random.split(rng)
+    rows = jax.random.choice(pick_key, n, (size,), replace=n < size)
+    priority = jax.random.randint(prio_key, (size,), 0, 2**_PRIORITY_BITS)
+    return pack_vectors(flat[rows], priority)
+
+
+# --------------------------------------------------------------------------------------------
+# The codebook state and its update.
+# --------------------------------------------------------------------------------------------
+
+
+@struct.dataclass
+class CodebookState:
+    """Non-gradient state of the quantiser (the engine's ``model_state``).
+
+    Attributes:
+      cluster_size: ``[K]`` float32 EMA of assignment fractions (``None`` for the loss rule).
+      embed_sum: ``[K, D]`` float32 EMA of assignment sums (``None`` for the loss rule).
+      last_used: ``[K]`` int32, the last update at which each code was chosen.
+      reservoir: ``[R, D]`` int32 packed recent encoder outputs (:func:`pack_vectors`), or
+        ``None`` without dead-code restart.
+      step: int32 scalar, number of updates so far.
+      restarts: int32 scalar, number of codes restarted so far.
+      key: ``uint32[2]`` key shared by all devices, for the restart choices.
+      data_variance: float32 scalar, the per-value variance of the first batch (normalises
+        the reconstruction term).
+    """
+
+    cluster_size: jax.Array | None
+    embed_sum: jax.Array | None
+    last_used: jax.Array
+    reservoir: jax.Array | None
+    step: jax.Array
+    restarts: jax.Array
+    key: jax.Array
+    data_variance: jax.Array
+
+
+def restart_dead_codes(state: CodebookState, restart_after: int) -> tuple[CodebookState, jax.Array]:
+    """Re-initialise the codes unused for ``restart_after`` updates from the reservoir.
+
+    Code ``k`` is dead when ``state.step - state.last_used[k] >= restart_after``. The dead
+    codes, in index order, take the reservoir slots of a random permutation (drawn from
+    ``state.key``), so up to ``R`` of them get distinct vectors; each gets ``N_k = sum N / K``,
+    ``S_k = v N_k`` (so ``e_k = v``) and ``last_used = step``. A function of the state only.
+
+    Returns:
+      ``(state, dead)`` with ``dead`` the ``[K]`` bool mask of restarted codes.
+    """
+    if state.cluster_size is None or state.reservoir is None:
+        raise ValueError(
+            "restart_dead_codes needs the EMA statistics and a reservoir (rule='ema', "
+            "reservoir_size > 0)"
+        )
+    K = state.last_used.shape[0]
+    R = state.reservoir.shape[0]
+    dead = (state.step - state.last_used) >= restart_after
+    perm_key, next_key = jax.random.split(state.key)
+    perm = jax.random.permutation(perm_key, R)
+    rank = jnp.cumsum(dead.astype(jnp.int32)) - 1
+    candidates = unpack_vectors(state.reservoir)[perm[jnp.mod(rank, R)]]
+    mass = jnp.sum(state.cluster_size) / K
+    cluster_size = jnp.where(dead, mass, state.cluster_size)
+    embed_sum = jnp.where(dead[:, None], candidates * mass, state.embed_sum)
+    return (
+        state.replace(
+            cluster_size=cluster_size,
+            embed_sum=embed_sum,
+            last_used=jnp.where(dead, state.step, state.last_used),
+            restarts=state.restarts + jnp.sum(dead.astype(jnp.int32)),
+            key=next_key,
+        ),
+        dead,
+    )
+
+
+def update_codebook_state(
+    state: CodebookState,
+    z_e: Any,
+    indices: Any,
+    rng: jax.Array,
+    *,
+    decay: float,
+    restart_after: int = 0,
+) -> tuple[CodebookState, dict[str, jax.Array]]:
+    """One update of the state from a batch's encoder outputs and chosen codes.
+
+    In order: the EMA statistics (EMA rule), ``last_used`` for the codes of this batch, the
+    dead-code restart decided on the *incoming* state (``restart_after > 0``), the reservoir
+    refilled from this batch (with ``rng``), and ``step + 1``.
+
+    Returns:
+      ``(new_state, stats)`` with ``stats["restarted"]`` the number of codes restarted and
+      ``stats["dead"]`` the fraction of codes unused for ``restart_after`` updates (for the
+      loss rule, or without restart, ``dead`` uses ``max(restart_after, 100)`` updates).
+    """
+    z_e = lax.stop_gradient(jnp.asarray(z_e))
+    K = state.last_used.shape[0]
+    window = restart_after if restart_after > 0 else 100
+    dead_in = (state.step - state.last_used) >= window
+    new = state
+    if state.cluster_size is not None:
+        fractions, sums = batch_statistics(z_e, indices, K)
+        cluster_size, embed_sum = ema_update(
+            state.cluster_size, state.embed_sum, fractions, sums, decay
+        )
+        new = new.replace(cluster_size=cluster_size, embed_sum=embed_sum)
+    used = jnp.zeros((K,), bool).at[jnp.asarray(indices).reshape(-1)].set(True)
+    new = new.replace(last_used=jnp.where(used, state.step, state.last_used))
+    restarted = jnp.zeros((), jnp.int32)
+    if restart_after > 0:
+        # Decided on the incoming (device-identical) state, applied over this batch's update.
+        restarted_state, dead = restart_dead_codes(state, restart_after)
+        new = new.replace(
+            cluster_size=jnp.where(dead, restarted_state.cluster_size, new.cluster_size),
+            embed_sum=jnp.where(dead[:, None], restarted_state.embed_sum, new.embed_sum),
+            last_used=jnp.where(dead, state.step, new.last_used),
+            restarts=restarted_state.restarts,
+            key=restarted_state.key,
+        )
+        restarted = jnp.sum(dead.astype(jnp.int32))
+    if state.reservoir is not None:
+        new = new.replace(reservoir=fill_reservoir(rng, z_e, state.reservoir.shape[0]))
+    new = new.replace(step=state.step + 1)
+    stats = {
+        "restarted": restarted.astype(jnp.float32),
+        "dead": jnp.mean(dead_in.astype(jnp.float32)),
+    }
+    return new, stats
+
+
+def code_usage(indices: Any, num_codes: int) -> jax.Array:
+    """Fraction of the ``K`` codes that occur at least once in ``indices`` (float32 scalar)."""
+    K = _check_num_codes("code_usage", num_codes)
+    idx = jnp.asarray(indices).reshape(-1)
+    used = jnp.zeros((K,), bool).at[idx].set(True, mode="drop")
+    return jnp.mean(used.astype(jnp.float32))
+
+
+# --------------------------------------------------------------------------------------------
+# Modules.
+# --------------------------------------------------------------------------------------------
+
+
+def _uniform_codes(rng: jax.Array, shape: tuple[int, int], dtype: Any = jnp.float32) -> jax.Array:
+    """Uniform in ``[-1/K, 1/K]`` for a ``[K, D]`` codebook."""
+    bound = 1.0 / shape[0]
+    return jax.random.uniform(rng, shape, dtype, -bound, bound)
+
+
+@struct.dataclass
+class Quantized:
+    """What :class:`VectorQuantizer` returns.
+
+    Attributes:
+      z_q_st: ``z_e.shape``, the straight-through value (equals ``z_q``; gradient identity to
+        ``z_e``, none to the codebook): feed this to the decoder.
+      z_q: ``z_e.shape``, ``codebook[indices]`` with the codebook's gradient (for the losses).
+      indices: int32 ``z_e.shape[:-1]``.
+    """
+
+    z_q_st: jax.Array
+    z_q: jax.Array
+    indices: jax.Array
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-code quantisation over the last axis of any encoder output.
+
+    ``[..., D] -> Quantized`` with :func:`genjax.losses.vector_quantize` (one matmul for the
+    distances, straight-through value). With ``rule="loss"`` the codebook is this module's
+    parameter ``"codebook"`` (``[K, D]``, uniform in ``[-1/K, 1/K]`` at initialisation); with
+    ``rule="ema"`` it is not a parameter and must be passed (``ema_codebook`` of the state).
+
+    Attributes:
+      num_codes: ``K >= 2``.
+      code_dim: ``D``, which must equal the encoder output's last axis.
+      rule: ``"loss"`` or ``"ema"``.
+    """
+
+    num_codes: int
+    code_dim: int
+    rule: str = "loss"
+
+    @nn.compact
+    def __call__(self, z_e: jax.Array, codebook: jax.Array | None = None) -> Quantized:
+        owner = "VectorQuantizer"
+        K = _check_num_codes(owner, self.num_codes)
+        D = _check_int(owner, "code_dim", self.code_dim, 1)
+        _check_choice(owner, "rule", self.rule, RULES)
+        if jnp.ndim(z_e) < 1 or jnp.shape(z_e)[-1] != D:
+            raise ValueError(
+                f"{owner}: code_dim={D} must equal the encoder output's last axis, got an "
+                f"encoder output of shape {jnp.shape(z_e)}"
+            )
+        if self.rule == "loss":
+            if codebook is not None:
+                raise ValueError(
+                    f"{owner}: with rule='loss' the codebook is the module's parameter; "
+                    "do not pass one"
+                )
+            codebook = self.param("codebook", _uniform_codes, (K, D))
+        elif codebook is None or jnp.shape(codebook) != (K, D):
+            got = None if codebook is None else jnp.shape(codebook)
+            raise ValueError(
+                f"{owner}: with rule='ema' pass the codebook [K, D] = [{K}, {D}] "
+                f"(ema_codebook of the state), got {got}"
+            )
+        z_q_st, indices = L.vector_quantize(z_e, codebook)
+        z_q = jnp.take(codebook, indices, axis=0)
+        return Quantized(z_q_st=z_q_st, z_q=z_q, indices=indices)
+
+
+class VQVAE(nn.Module):
+    """Encoder, :class:`VectorQuantizer` and decoder; one code map per input.
+
+    ``arch="conv"`` (images ``[B, H, W, C]``)::
+
+        encoder: ConvEncoder((hidden,) * num_stages, kernel 4, stride 2) -> Conv3x3(hidden)
+                 -> ResidualStack(num_res_blocks, res_hidden) -> Conv1x1(code_dim)
+                 [B, H / 2^s, W / 2^s, code_dim]
+        decoder: Conv3x3(hidden) -> ResidualStack -> ConvDecoder(input_shape,
+                 (hidden,) * (s - 1) + (hidden // 2,))            [B, H, W, C]
+
+    (vdO section 4.1 with ``s = 2``: 2 strided convolutions, 2 residual blocks each way).
+    ``arch="mlp"`` (any input, flattened)::
+
+        encoder: MLP(mlp_hidden + (num_latents * code_dim,)) -> [B, num_latents, code_dim]
+        decoder: MLP(reversed(mlp_hidden) + (prod(input_shape),)) -> [B, *input_shape]
+
+    Attributes:
+      input_shape: shape of one input ``x`` (no batch axis).
+      arch: ``"conv"`` or ``"mlp"``.
+      num_codes: ``K >= 2``.
+      code_dim: ``D``, the width of a code.
+      rule: ``"loss"`` or ``"ema"`` (see :class:`VectorQuantizer`).
+      hidden: channels of the convolutions (conv).
+      num_stages: stride-2 stages (conv); ``H`` and ``W`` must be multiples of ``2^s``.
+      num_res_blocks: residual blocks in the encoder and in the decoder (conv).
+      res_hidden: channels inside a residual block (conv).
+      mlp_hidden: hidden widths of the MLP encoder (mirrored by the decoder).
+      num_latents: vectors per code map (MLP).
+    """
+
+    input_shape: tuple[int, ...]
+    arch: str = "conv"
+    num_codes: int = 64
+    code_dim: int = 16
+    rule: str = "ema"
+    hidden: int = 64
+    num_stages: int = 2
+    num_res_blocks: int = 2
+    res_hidden: int = 32
+    mlp_hidden: tuple[int, ...] = (256,)
+    num_latents: int = 4
+
+    def setup(self):
+        owner = "VQVAE"
+        _check_choice(owner, "arch", self.arch, ARCHS)
+        _check_num_codes(owner, self.num_codes)
+        _check_int(owner, "code_dim", self.code_dim, 1)
+        if self.arch == "conv":
+            stages = _check_int(owner, "num_stages", self.num_stages, 1)
+            hidden = _check_int(owner, "hidden", self.hidden, 2)
+            check_image_shape(tuple(self.input_shape), stages, owner=owner)
+            self.enc_conv = ConvEncoder(features=(hidden,) * stages, kernel_size=4)
+            self.enc_mid = nn.Conv(hidden, (3, 3), padding="SAME")
+            self.enc_res = ResidualStack(self.num_res_blocks, self.res_hidden)
+            self.enc_out = nn.Conv(self.code_dim, (1, 1))
+            self.dec_in = nn.Conv(hidden, (3, 3), padding="SAME")
+            self.dec_res = ResidualStack(self.num_res_blocks, self.res_hidden)
+            self.dec_conv = ConvDecoder(
+                image_shape=tuple(self.input_shape),
+                features=(hidden,) * (stages - 1) + (hidden // 2,),
+                kernel_size=4,
+            )
+        else:
+            _check_int(owner, "num_latents", self.num_latents, 1)
+            size = int(np.prod(self.input_shape))
+            hidden = tuple(self.mlp_hidden)
+            self.enc_mlp = MLP(features=(*hidden, self.num_latents * self.code_dim))
+            self.dec_mlp = MLP(features=(*reversed(hidden), size))
+        self.quantizer = VectorQuantizer(self.num_codes, self.code_dim, self.rule)
+
+    def _check_input(self, x: jax.Array) -> None:
+        if tuple(jnp.shape(x)[1:]) != tuple(self.input_shape):
+            dims = ", ".join(map(str, self.input_shape))
+            raise ValueError(
+                f"VQVAE: inputs must be [B, *input_shape] = [B, {dims}], got shape {jnp.shape(x)}"
+            )
+
+    def encode(self, x: jax.Array) -> jax.Array:
+        """``x [B, *input_shape] -> z_e`` (``[B, h, w, D]`` conv, ``[B, M, D]`` MLP)."""
+        self._check_input(x)
+        if self.arch == "conv":
+            h = self.enc_conv(x)
+            h = self.enc_res(self.enc_mid(h))
+            return self.enc_out(h)
+        h = self.enc_mlp(x.reshape(x.shape[0], -1))
+        return h.reshape(x.shape[0], self.num_latents, self.code_dim)
+
+    def quantize(self, z_e: jax.Array, codebook: jax.Array | None = None) -> Quantized:
+        return self.quantizer(z_e, codebook)
+
+    def decode(self, z_q: jax.Array) -> jax.Array:
+        """A code map's vectors ``[B, ..., D] -> [B, *input_shape]``."""
+        if self.arch == "conv":
+            h = self.dec_res(self.dec_in(z_q))
+            return self.dec_conv(h)
+        out = self.dec_mlp(z_q.reshape(z_q.shape[0], -1))
+        return out.reshape(z_q.shape[0], *self.input_shape)
+
+    def __call__(
+        self, x: jax.Array, codebook: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array, Quantized]:
+        """``x -> (x_hat, z_e, Quantized)``; the decoder sees the straight-through value."""
+        z_e = self.encode(x)
+        q = self.quantize(z_e, codebook)
+        return self.decode(q.z_q_st), z_e, q
+
+    def code_map_shape(self) -> tuple[int, ...]:
+        """Shape of one code map of indices: ``(h, w)`` (conv) or ``(num_latents,)`` (MLP)."""
+        if self.arch == "conv":
+            f = 2**self.num_stages
+            return (self.input_shape[0] // f, self.input_shape[1] // f)
+        return (self.num_latents,)
+
+
+def codebook(model: VQVAE, params: Any, state: CodebookState, epsilon: float = 1e-5) -> jax.Array:
+    """The current codebook ``[K, D]``: the parameter (loss rule) or the EMA-derived one."""
+    if model.rule == "loss":
+        return params["params"]["quantizer"]["codebook"]
+    return ema_codebook(state.cluster_size, state.embed_sum, epsilon)
+
+
+def _ema_arg(model: VQVAE, params: Any, state: CodebookState, epsilon: float):
+    return None if model.rule == "loss" else codebook(model, params, state, epsilon)
+
+
+# --------------------------------------------------------------------------------------------
+# What the engine trains.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """The VQ-VAE objective and its initialisation, as the engine's stateful task expects.
+
+    ``init(rng, batch) -> params``, ``init_model_state(rng, batch, params) -> CodebookState``
+    and ``loss(params, state, batch, rng) -> (loss, (metrics, state))``; use them as
+    ``Task.from_loss(obj.init, obj.loss, optimizer, stateful=True,
+    init_model_state=obj.init_model_state)``.
+
+    Attributes:
+      model: the :class:`VQVAE`.
+      beta: commitment weight (``>= 0``; vdO use 0.25).
+      decay: EMA decay ``gamma`` in ``[0, 1)`` (EMA rule).
+      epsilon: Laplace pseudo-count ``>= 0`` of :func:`ema_codebook` (EMA rule).
+      codebook_init: one of :data:`INITS`.
+      restart_after: restart codes unused for this many updates (0: never; EMA rule only).
+      reservoir_size: encoder outputs kept for restarts (``None``: ``K``).
+    """
+
+    model: VQVAE
+    beta: float = 0.25
+    decay: float = 0.99
+    epsilon: float = 1e-5
+    codebook_init: str = "kmeans++"
+    restart_after: int = 0
+    reservoir_size: int | None = None
+
+    def __post_init__(self):
+        owner = "vqvae.Objective"
+        if not isinstance(self.model, VQVAE):
+            raise ValueError(f"{owner}: model must be a VQVAE, got {type(self.model).__name__}")
+        _check_num_codes(owner, self.model.num_codes)
+        _check_choice(owner, "rule", self.model.rule, RULES)
+        _check_float(owner, "beta", self.beta, 0.0, math.inf, high_open=True)
+        _check_float(owner, "decay", self.decay, 0.0, 1.0, high_open=True)
+        _check_float(owner, "epsilon", self.epsilon, 0.0, math.inf, high_open=True)
+        _check_choice(owner, "codebook_init", self.codebook_init, INITS)
+        _check_int(owner, "restart_after", self.restart_after, 0)
+        if self.restart_after and self.model.rule != "ema":
+            raise ValueError(
+                f"{owner}: dead-code restart (restart_after={self.restart_after}) needs "
+                f"rule='ema' (the loss rule's codebook is a parameter the state cannot reset), "
+                f"got rule={self.model.rule!r}"
+            )
+        if self.reservoir_size is not None:
+            _check_int(owner, "reservoir_size", self.reservoir_size, 1)
+
+    @property
+    def num_codes(self) -> int:
+        return self.model.num_codes
+
+    def _reservoir(self) -> int:
+        if not self.restart_after:
+            return 0
+        return self.reservoir_size or self.model.num_codes
+
+    def encoder_outputs(self, params: Any, x: jax.Array) -> jax.Array:
+        """``[N, D]``: the encoder's vectors for inputs ``x``, flattened over the code maps."""
+        z_e = self.model.apply(params, x, method=VQVAE.encode)
+        return z_e.reshape(-1, z_e.shape[-1])
+
+    def init(self, rng: jax.Array, batch: dict) -> Any:
+        """Parameters; with the loss rule, the codebook parameter is initialised by
+        ``codebook_init`` from the encoder outputs of ``batch``."""
+        model = self.model
+        param_key, code_key = jax.random.split(rng)
+        K, D = model.num_codes, model.code_dim
+        dummy = None if model.rule == "loss" else jnp.zeros((K, D), jnp.float32)
+        variables = model.init(param_key, batch["x"], dummy)
+        if model.rule == "loss":
+            points = self.encoder_outputs(variables, batch["x"])
+            cb = init_codebook(code_key, points, K, self.codebook_init)
+            inner = dict(variables["params"])
+            inner["quantizer"] = {**inner["quantizer"], "codebook": cb}
+            variables = {**variables, "params": inner}
+        return variables
+
+    def init_model_state(self, rng: jax.Array, batch: dict, params: Any) -> CodebookState:
+        """The state: EMA statistics of the initial codebook (EMA rule: ``N_k = 1/K``,
+        ``S_k = e_k / K``), the reservoir filled from ``batch``, the shared key."""
+        model = self.model
+        K = model.num_codes
+        code_key, res_key, shared_key = jax.random.split(rng, 3)
+        x = batch["x"]
+        points = self.encoder_outputs(params, x)
+        cluster_size = embed_sum = None
+        if model.rule == "ema":
+            cb = init_codebook(code_key, points, K, self.codebook_init)
+            cluster_size = jnp.full((K,), 1.0 / K, jnp.float32)
+            embed_sum = cb / K
+        size = self._reservoir()
+        reservoir = fill_reservoir(res_key, points, size) if size else None
+        variance = jnp.maximum(jnp.var(jnp.asarray(x, jnp.float32)), 1e-8)
+        zero = jnp.zeros((), jnp.int32)
+        return CodebookState(
+            cluster_size=cluster_size,
+            embed_sum=embed_sum,
+            last_used=jnp.zeros((K,), jnp.int32),
+            reservoir=reservoir,
+            step=zero,
+            restarts=zero,
+            key=jnp.asarray(shared_key),
+            data_variance=variance.astype(jnp.float32),
+        )
+
+    def loss(
+        self, params: Any, state: CodebookState, batch: dict, rng: jax.Array
+    ) -> tuple[jax.Array, tuple[dict, CodebookState]]:
+        """The mean VQ-VAE loss over the batch, its metrics and the updated state."""
+        model = self.model
+        x = batch["x"]
+        x_hat, z_e, q = model.apply(params, x, _ema_arg(model, params, state, self.epsilon))
+        sq_err = jnp.square(x_hat.astype(jnp.float32) - x.astype(jnp.float32))
+        mse = jnp.mean(sq_err.reshape(x.shape[0], -1), axis=-1)
+        latent_size = float(np.prod(z_e.shape[1:]))
+        commitment = L.vq_commitment_loss(z_e, q.z_q) / latent_size
+        total = mse / state.data_variance + self.beta * commitment
+        codebook_term = jnp.zeros_like(commitment)
+        if model.rule == "loss":
+            codebook_term = L.vq_codebook_loss(z_e, q.z_q) / latent_size
+            total = total + codebook_term
+        new_state, stats = update_codebook_state(
+            state, z_e, q.indices, rng, decay=self.decay, restart_after=self.restart_after
+        )
+        metrics = {
+            "recon_mse": jnp.mean(mse),
+            "commitment_loss": jnp.mean(commitment),
+            "codebook_loss": jnp.mean(codebook_term),
+            "batch_perplexity": L.codebook_perplexity(q.indices, model.num_codes),
+            "batch_code_usage": code_usage(q.indices, model.num_codes),
+            "dead_codes": stats["dead"],
+            "restarted_codes": stats["restarted"],
+        }
+        return jnp.mean(total), (metrics, new_state)
+
+
+# --------------------------------------------------------------------------------------------
+# Inference helpers.
+# --------------------------------------------------------------------------------------------
+
+
+def encode_indices(
+    model: VQVAE, params: Any, state: CodebookState, x: Any, *, epsilon: float = 1e-5
+) -> jax.Array:
+    """Code maps of ``x``: int32 ``[B, *model.code_map_shape()]``."""
+    z_e = model.apply(params, jnp.asarray(x, jnp.float32), method=VQVAE.encode)
+    _, indices = L.vector_quantize(z_e, codebook(model, params, state, epsilon))
+    return indices
+
+
+def decode_indices(
+    model: VQVAE, params: Any, state: CodebookState, indices: Any, *, epsilon: float = 1e-5
+) -> jax.Array:
+    """Decode code maps ``[B, *code_map_shape]`` (int) to inputs ``[B, *input_shape]``."""
+    indices = jnp.asarray(indices)
+    expected = model.code_map_shape()
+    if tuple(indices.shape[1:]) != tuple(expected):
+        raise ValueError(
+            f"decode_indices: indices must be [B, {', '.join(map(str, expected))}], "
+            f"got shape {indices.shape}"
+        )
+    z_q = jnp.take(codebook(model, params, state, epsilon), indices, axis=0)
+    return model.apply(params, z_q, method=VQVAE.decode)
+
+
+def reconstruct(
+    model: VQVAE, params: Any, state: CodebookState, x: Any, *, epsilon: float = 1e-5
+) -> jax.Array:
+    """``decode(quantize(encode(x)))``: ``[B, *input_shape]``."""
+    cb = _ema_arg(model, params, state, epsilon)
+    x_hat, _, _ = model.apply(params, jnp.asarray(x, jnp.float32), cb)
+    return x_hat
