@@ -89,6 +89,7 @@ class ModelSpec:
 _MODULES = {
     "ppca": "experiments.models.ppca",
     "vae": "experiments.models.vae",
+    "vqvae": "experiments.models.vqvae",
 }
 
 _loaded: dict[str, ModelSpec] = {}
