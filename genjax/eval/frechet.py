@@ -63,9 +63,22 @@ def fit_gaussian(features: Any) -> tuple[np.ndarray, np.ndarray]:
     return mean, cov
 
 
+def _nonnegative_spectrum(values: np.ndarray) -> np.ndarray:
+    """Eigenvalues of a PSD matrix with rounding noise set to 0.
+
+    ``eigh`` returns the zero eigenvalues of a rank-deficient matrix as values of order
+    ``D * eps * lambda_max`` of either sign; their square roots (about 1e-8) would otherwise
+    add up into the trace of the root. Values below that noise floor are exact zeros.
+    """
+    if values.size == 0:
+        return values
+    floor = values.size * np.finfo(values.dtype).eps * max(float(np.max(np.abs(values))), 0.0)
+    return np.where(values > floor, values, 0.0)
+
+
 def _psd_sqrt(cov: np.ndarray) -> np.ndarray:
     values, vectors = np.linalg.eigh(cov)
-    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    return (vectors * np.sqrt(_nonnegative_spectrum(values))) @ vectors.T
 
 
 def _check_gaussian(fn: str, which: str, mean: Any, cov: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +136,7 @@ def gaussian_frechet_distance(mean1: Any, cov1: Any, mean2: Any, cov2: Any) -> f
     s1 = _psd_sqrt(c1)
     middle = s1 @ c2 @ s1
     middle = 0.5 * (middle + middle.T)
-    trace_root = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(middle), 0.0, None))))
+    trace_root = float(np.sum(np.sqrt(_nonnegative_spectrum(np.linalg.eigvalsh(middle)))))
     distance = float(np.sum((m1 - m2) ** 2) + np.trace(c1) + np.trace(c2) - 2.0 * trace_root)
     return max(distance, 0.0)
 
