@@ -63,16 +63,21 @@ def init_state(task: Task, rng: jax.Array, example_batch: Any) -> TrainState:
     model_state = {}
     if task.init_model_state is not None:
         model_state = task.init_model_state(state_rng, example_batch, params)
-    zero = jnp.zeros((), jnp.int32)
+
+    # One buffer per counter: the engine donates the state, and XLA refuses to donate a buffer
+    # that appears twice among the arguments.
+    def zero():
+        return jnp.zeros((), jnp.int32)
+
     return TrainState(
-        step=zero,
+        step=zero(),
         params=params,
         opt_state=opt_state,
         model_state=model_state,
         rng=run_rng,
-        skipped=zero,
-        bad_streak=zero,
-        max_bad_streak=zero,
+        skipped=zero(),
+        bad_streak=zero(),
+        max_bad_streak=zero(),
     )
 
 

@@ -298,7 +298,12 @@ class Engine:
         return NamedSharding(self.mesh, P(None, AXIS) if stacked else P(AXIS))
 
     def place_state(self, state: TrainState) -> TrainState:
-        """Put a (host or single-device) state into this strategy's device layout."""
+        """Put a (host or single-device) state into this strategy's device layout.
+
+        Leaves that share one device buffer (a model state that holds the very arrays of the
+        parameters, say) get a buffer each: a donated call cannot take one buffer twice.
+        """
+        state = _unalias(state)
         if self.strategy == "jit":
             return jax.device_put(state, jax.devices()[0])
         if self.strategy == "pmap":
@@ -449,3 +454,18 @@ def compile_stats(fn: Callable, *args) -> dict:
     if isinstance(cost, list):
         cost = cost[0] if cost else {}
     return dict(cost or {})
+
+
+def _unalias(tree):
+    """``tree`` with every repeated ``jax.Array`` leaf (the same object twice) copied."""
+    seen: set[int] = set()
+
+    def fresh(x):
+        if not isinstance(x, jax.Array):
+            return x
+        if id(x) in seen:
+            return jnp.array(x, copy=True)
+        seen.add(id(x))
+        return x
+
+    return jax.tree.map(fresh, tree)

@@ -13,6 +13,7 @@ import toy
 from genjax.data import Preprocess
 from genjax.data.sources import Dataset
 from genjax.train import (
+    SINGLE,
     Checkpointer,
     Engine,
     NonFiniteError,
@@ -132,6 +133,46 @@ def test_stateful_loss_and_post_update_hook():
         ema = 0.5 * ema + 0.5 * x.mean()
     np.testing.assert_allclose(float(state.model_state["ema"]), ema, rtol=1e-6)
     assert int(state.model_state["seen"]) == 5
+
+
+def test_donated_run_from_a_fresh_state_with_aliased_leaves():
+    """The default engine donates the state. A fresh ``init_state`` whose model state holds
+    the parameters' own arrays (an EMA started as the weights, say) must still run, and give
+    the numbers of the engine that does not donate. The oracle is the same arithmetic by hand:
+    SGD on ``mean((w - x)^2)`` with the EMA of ``w`` after each step."""
+
+    def loss(params, state, batch, rng):
+        return jnp.mean((params["w"] - batch["x"]) ** 2), ({}, state)
+
+    def hook(params, state, step):
+        return {"ema": jax.tree.map(lambda e, p: 0.5 * e + 0.5 * p, state["ema"], params)}
+
+    def make_task():
+        return Task.from_loss(
+            lambda rng, b: {"w": jnp.zeros(3)},
+            loss,
+            optax.sgd(0.1),
+            stateful=True,
+            init_model_state=lambda rng, b, p: {"ema": p},  # the very same arrays
+            post_update=hook,
+        )
+
+    xs = np.arange(4 * 3, dtype=np.float32).reshape(4, 3)
+    results = []
+    for donate in (True, False):
+        task = make_task()
+        engine = Engine(task, donate=donate)
+        state = engine.place_state(init_state(task, jax.random.PRNGKey(0), {"x": xs[0]}))
+        state, _ = engine.run(state, {"x": xs})
+        results.append(state)
+    w, ema = np.zeros(3), np.zeros(3)
+    for x in xs.astype(np.float64):
+        w = w - 0.1 * 2 * (w - x) / 3
+        ema = 0.5 * ema + 0.5 * w
+    for state in results:
+        np.testing.assert_allclose(np.asarray(state.params[SINGLE]["w"]), w, rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(state.model_state["ema"]["w"]), ema, rtol=1e-6)
+        assert int(state.step) == 4
 
 
 def test_bfloat16_compute_keeps_float32_params():
