@@ -1,0 +1,561 @@
+"""Generative adversarial networks (Goodfellow et al., 2014): MLP and DCGAN pairs, the minimax
+and non-saturating losses, and the usual stabilisers, as two players of the training engine.
+
+The game, with ``D = sigmoid(discriminator logits)``::
+
+    min_G max_D  V(G, D) = E_{x ~ p_data}[log D(x)] + E_{z ~ N(0, I)}[log(1 - D(G(z)))]
+
+For a fixed generator with density ``p_g`` the best discriminator is
+``D*(x) = p_data(x) / (p_data(x) + p_g(x))`` and ``V(G, D*) = -log 4 + 2 JSD(p_data || p_g)``
+(Goodfellow et al., 2014, Prop. 1 and Thm. 1), so the game's value is minimised exactly at
+``p_g = p_data``. Both losses come from logits through ``genjax.losses``:
+
+* discriminator: ``losses.discriminator_loss(real, fake) = -(log D(x) + log(1 - D(G(z))))``;
+* generator: ``losses.generator_loss(fake, non_saturating)``: ``-log D(G(z))`` (the
+  non-saturating loss, default) or the minimax ``log(1 - D(G(z)))``.
+
+Stabilisers, each a field of :class:`GAN`:
+
+* ``r1_gamma``: the R1 gradient penalty on real data, ``gamma / 2 * E_x ||grad_x D_logit(x)||^2``
+  (Mescheder, Geiger & Nowozin, 2018), added to the discriminator's loss. With ``r1_steps =
+  S > 0`` it acts only during the first ``S`` steps (a step counter in ``model_state["step"]``):
+  the penalty keeps the early game from collapsing onto a few modes, but it also stops the
+  discriminator from resolving structure finer than about ``sqrt(gamma)`` (its input gradient
+  at real data is what it penalises), which on the 2-D mixtures (standard deviations 0.02 and
+  0.05) leaves the samples visibly wider than the modes; switching it off once the modes are
+  covered lets the discriminator sharpen them;
+* ``spectral_norm``: every weight matrix of the discriminator is divided by its largest
+  singular value, estimated by one power-iteration step per discriminator update (Miyato et
+  al., 2018), with ``flax.linen.SpectralNorm`` wrapped around the whole discriminator network.
+  Its power-iteration vectors are non-gradient state: they live in the engine's
+  ``model_state["sn"]``, are advanced by the discriminator's update and only read elsewhere;
+* ``d_steps = k``: ``k`` discriminator updates per generator update (the generator player
+  has ``every=k``);
+* two time-scales (Heusel et al., 2017): the two players take separate optimizers, so
+  separate learning rates (the experiment's ``d_learning_rate`` / ``g_learning_rate``);
+* ``ema_decay``: an exponential moving average of the generator's weights, kept in
+  ``model_state["ema"]`` and updated after every generator update; it is what
+  :func:`sampling_variables` returns for sampling (Yazici et al., 2019; Karras et al., 2018).
+
+Architectures (``GAN.architecture``):
+
+* ``"mlp"``: generator ``z -> MLP(generator_features + (D,))`` reshaped to ``data_shape`` and
+  passed through the ``output`` activation; discriminator ``x`` flattened ``->
+  MLP(discriminator_features + (1,))``. Any ``data_shape`` (2-D points, flattened images).
+* ``"dcgan"`` (Radford, Metz & Chintala, 2016, scaled down): generator
+  ``genjax.nn.ConvDecoder`` (a ``Dense`` projection to a ``H/2^n x W/2^n`` map, then ``n``
+  stride-2 transposed convolutions with ReLU, then a 3x3 convolution to ``C`` channels and the
+  ``output`` activation); discriminator ``genjax.nn.ConvEncoder`` (``n`` stride-2 4x4
+  convolutions with leaky ReLU, slope 0.2) then ``Dense(1)``. ``data_shape = (H, W, C)`` with
+  ``H`` and ``W`` multiples of ``2^n``, ``n = len(features)``: 8x8 and 28x28 with two stages,
+  32x32x3 with up to five. Batch normalisation (in the paper) would be mutable state, which
+  the library's blocks leave out; ``generator_norm`` / ``discriminator_norm`` offer layer or
+  group normalisation instead.
+
+In the engine (``experiments/models/gan.py`` builds the task) the GAN is two players,
+``Player(DISC, discriminator_objective, every=1)`` then ``Player(GEN, generator_objective,
+every=d_steps)``, both stateful, with :func:`init_model_state` and :func:`ema_post_update`.
+Parameters are a dict ``{"disc": {"params": ...}, "gen": {"params": ...}}`` (the engine's
+player names :data:`DISC` and :data:`GEN`); the model state is ``{"sn": ...}`` with spectral
+normalisation and ``{"ema": {"params": ...}}`` with an EMA (``{}`` with neither).
+
+References:
+  I. Goodfellow et al., "Generative Adversarial Nets", NeurIPS 2014.
+  A. Radford, L. Metz, S. Chintala, "Unsupervised Representation Learning with Deep
+  Convolutional Generative Adversarial Networks", ICLR 2016.
+  L. Mescheder, A. Geiger, S. Nowozin, "Which Training Methods for GANs do actually
+  Converge?", ICML 2018.
+  T. Miyato, T. Kataoka, M. Koyama, Y. Yoshida, "Spectral Normalization for Generative
+  Adversarial Networks", ICLR 2018.
+  M. Heusel et al., "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash
+  Equilibrium", NeurIPS 2017.
+  Y. Yazici et al., "The Unusual Effectiveness of Averaging in GAN Training", ICLR 2019.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genjax import losses as L
+from genjax.nn import ACTIVATIONS, MLP, NORMS, ConvDecoder, ConvEncoder, check_image_shape
+
+__all__ = [
+    "ARCHITECTURES",
+    "DISC",
+    "GAN",
+    "GEN",
+    "OUTPUTS",
+    "Discriminator",
+    "Generator",
+    "discriminator_logits",
+    "discriminator_objective",
+    "ema_post_update",
+    "generate",
+    "generator_objective",
+    "init",
+    "init_model_state",
+    "r1_penalty",
+    "sample",
+    "sample_latent",
+    "sampling_variables",
+]
+
+ARCHITECTURES = ("mlp", "dcgan")
+OUTPUTS = ("identity", "sigmoid", "tanh")
+#: Player names of the discriminator and the generator in the engine's parameter dict.
+DISC, GEN = "disc", "gen"
+
+_OUTPUT_FNS = {"identity": lambda x: x, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
+
+
+def _is_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | np.integer)
+
+
+def _check_widths(name: str, value: Any) -> tuple[int, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ValueError(f"GAN.{name} must be a sequence of ints >= 1, got {value!r}")
+    widths = tuple(value)
+    if not widths or not all(_is_int(w) and w >= 1 for w in widths):
+        raise ValueError(f"GAN.{name} must be a non-empty sequence of ints >= 1, got {value!r}")
+    return tuple(int(w) for w in widths)
+
+
+@dataclasses.dataclass(frozen=True)
+class GAN:
+    """The static description of a GAN (hashable, so it can be a ``jit`` static argument).
+
+    Attributes:
+      data_shape: shape of one example: ``(2,)`` for 2-D points, ``(D,)`` flattened images,
+        ``(H, W, C)`` images (``"dcgan"`` needs this form).
+      latent_dim: dimension of ``z ~ N(0, I)``, ``>= 1``.
+      architecture: ``"mlp"`` or ``"dcgan"``.
+      generator_features: MLP hidden widths, or the DCGAN generator's channels coarse to fine.
+      discriminator_features: MLP hidden widths, or the DCGAN discriminator's channels fine to
+        coarse.
+      generator_activation: hidden activation of the generator (a ``genjax.nn.ACTIVATIONS``
+        name).
+      discriminator_activation: hidden activation of the discriminator.
+      output: activation of the generator's output: ``"identity"`` (2-D points),
+        ``"sigmoid"`` (pixels in [0, 1], the library's image scale) or ``"tanh"``.
+      generator_norm: DCGAN generator normalisation, ``"none"``, ``"layer"`` or ``"group"``.
+      discriminator_norm: DCGAN discriminator normalisation (not on its first stage).
+      kernel_size: DCGAN (transposed) convolution kernel size.
+      spectral_norm: spectrally normalise every weight matrix of the discriminator.
+      non_saturating: generator loss ``-log D(G(z))`` (True) or ``log(1 - D(G(z)))``.
+      r1_gamma: weight ``gamma >= 0`` of the R1 penalty ``gamma/2 E||grad_x D(x)||^2``.
+      r1_steps: apply the R1 penalty only during the first ``r1_steps`` training steps
+        (0: throughout). See the module docstring.
+      d_steps: discriminator updates per generator update, ``k >= 1``.
+      ema_decay: decay in ``[0, 1)`` of the generator-weight EMA (0: no EMA).
+    """
+
+    data_shape: tuple[int, ...]
+    latent_dim: int = 64
+    architecture: str = "mlp"
+    generator_features: tuple[int, ...] = (256, 256)
+    discriminator_features: tuple[int, ...] = (256, 256)
+    generator_activation: str = "relu"
+    discriminator_activation: str = "leaky_relu"
+    output: str = "identity"
+    generator_norm: str = "none"
+    discriminator_norm: str = "none"
+    kernel_size: int = 4
+    spectral_norm: bool = False
+    non_saturating: bool = True
+    r1_gamma: float = 0.0
+    r1_steps: int = 0
+    d_steps: int = 1
+    ema_decay: float = 0.0
+
+    def __post_init__(self):
+        shape = self.data_shape
+        if (
+            isinstance(shape, str)
+            or not isinstance(shape, Sequence)
+            or not shape
+            or not all(_is_int(s) and s >= 1 for s in shape)
+        ):
+            raise ValueError(
+                f"GAN.data_shape must be a non-empty tuple of ints >= 1, got {shape!r}"
+            )
+        object.__setattr__(self, "data_shape", tuple(int(s) for s in shape))
+        if not _is_int(self.latent_dim) or self.latent_dim < 1:
+            raise ValueError(f"GAN.latent_dim must be an int >= 1, got {self.latent_dim!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"GAN.architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
+            )
+        for name in ("generator_features", "discriminator_features"):
+            object.__setattr__(self, name, _check_widths(name, getattr(self, name)))
+        for name in ("generator_activation", "discriminator_activation"):
+            if getattr(self, name) not in ACTIVATIONS:
+                raise ValueError(
+                    f"GAN.{name} must be one of {sorted(ACTIVATIONS)}, got {getattr(self, name)!r}"
+                )
+        if self.output not in OUTPUTS:
+            raise ValueError(f"GAN.output must be one of {OUTPUTS}, got {self.output!r}")
+        for name in ("generator_norm", "discriminator_norm"):
+            if getattr(self, name) not in NORMS:
+                raise ValueError(f"GAN.{name} must be one of {NORMS}, got {getattr(self, name)!r}")
+        if not _is_int(self.kernel_size) or self.kernel_size < 1:
+            raise ValueError(f"GAN.kernel_size must be an int >= 1, got {self.kernel_size!r}")
+        for name in ("spectral_norm", "non_saturating"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"GAN.{name} must be a bool, got {getattr(self, name)!r}")
+        if not (isinstance(self.r1_gamma, int | float) and math.isfinite(self.r1_gamma)) or (
+            self.r1_gamma < 0
+        ):
+            raise ValueError(f"GAN.r1_gamma must be a finite number >= 0, got {self.r1_gamma!r}")
+        if not _is_int(self.r1_steps) or self.r1_steps < 0:
+            raise ValueError(f"GAN.r1_steps must be an int >= 0, got {self.r1_steps!r}")
+        if not _is_int(self.d_steps) or self.d_steps < 1:
+            raise ValueError(f"GAN.d_steps must be an int >= 1, got {self.d_steps!r}")
+        if not isinstance(self.ema_decay, int | float) or not 0 <= self.ema_decay < 1:
+            raise ValueError(f"GAN.ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.architecture == "dcgan":
+            if len(self.data_shape) != 3:
+                raise ValueError(
+                    f"GAN.data_shape must be (H, W, C) for the dcgan architecture, got "
+                    f"{self.data_shape} (flatten images only for 'mlp'; set data.flatten=false)"
+                )
+            stages = max(len(self.generator_features), len(self.discriminator_features))
+            check_image_shape(self.data_shape, stages, owner="GAN (dcgan)")
+
+    @property
+    def data_size(self) -> int:
+        """``D = prod(data_shape)``."""
+        return math.prod(self.data_shape)
+
+    def generator(self) -> Generator:
+        return Generator(self)
+
+    def discriminator(self) -> Discriminator:
+        return Discriminator(self)
+
+
+# --------------------------------------------------------------------------------------------
+# The two networks
+# --------------------------------------------------------------------------------------------
+
+
+class Generator(nn.Module):
+    """``z [B, latent_dim] -> x [B, *data_shape]`` (see the module docstring).
+
+    Attributes:
+      model: the :class:`GAN` description.
+    """
+
+    model: GAN
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> jax.Array:
+        m = self.model
+        if jnp.ndim(z) != 2 or jnp.shape(z)[1] != m.latent_dim:
+            raise ValueError(f"z must have shape [B, {m.latent_dim}], got {jnp.shape(z)}")
+        if m.architecture == "mlp":
+            out = MLP(
+                (*m.generator_features, m.data_size), activation=m.generator_activation, name="mlp"
+            )(z)
+        else:
+            out = ConvDecoder(
+                m.data_shape,
+                m.generator_features,
+                kernel_size=m.kernel_size,
+                activation=m.generator_activation,
+                norm=m.generator_norm,
+                name="deconv",
+            )(z)
+        out = out.reshape(z.shape[0], *m.data_shape)
+        return _OUTPUT_FNS[m.output](out)
+
+
+class _DiscriminatorNet(nn.Module):
+    model: GAN
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        m = self.model
+        if m.architecture == "mlp":
+            h = x.reshape(x.shape[0], -1)
+            out = MLP(
+                (*m.discriminator_features, 1), activation=m.discriminator_activation, name="mlp"
+            )(h)
+        else:
+            h = ConvEncoder(
+                m.discriminator_features,
+                kernel_size=m.kernel_size,
+                activation=m.discriminator_activation,
+                norm=m.discriminator_norm,
+                name="conv",
+            )(x)
+            out = nn.Dense(1, name="head")(h.reshape(h.shape[0], -1))
+        return out[:, 0]
+
+
+class Discriminator(nn.Module):
+    """``x [B, *data_shape] -> logits [B]``, optionally spectrally normalised.
+
+    With ``model.spectral_norm`` the whole network is wrapped in ``flax.linen.SpectralNorm``,
+    which normalises each of its kernels (convolution kernels reshaped to matrices) and keeps
+    the power-iteration vectors in the ``"batch_stats"`` collection; ``update_stats=True``
+    advances them (apply with ``mutable=["batch_stats"]``).
+
+    Attributes:
+      model: the :class:`GAN` description.
+    """
+
+    model: GAN
+
+    @nn.compact
+    def __call__(self, x: jax.Array, update_stats: bool = False) -> jax.Array:
+        m = self.model
+        if tuple(jnp.shape(x)[1:]) != m.data_shape or jnp.ndim(x) != len(m.data_shape) + 1:
+            raise ValueError(
+                f"x must have shape [B, *data_shape] = [B, {', '.join(map(str, m.data_shape))}], "
+                f"got {tuple(jnp.shape(x))}"
+            )
+        net = _DiscriminatorNet(m, name="net")
+        if m.spectral_norm:
+            return nn.SpectralNorm(net, name="sn")(x, update_stats=update_stats)
+        return net(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Initialisation, sampling, the discriminator
+# --------------------------------------------------------------------------------------------
+
+
+def _check_batch_x(model: GAN, batch: Mapping[str, Any], fn: str) -> jax.Array:
+    if not isinstance(batch, Mapping) or "x" not in batch:
+        raise ValueError(f"{fn}: batch must be a dict with an 'x' entry")
+    x = jnp.asarray(batch["x"])
+    shape = model.data_shape
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+        raise ValueError(
+            f'{fn}: batch["x"] must have shape [B, *data_shape] = '
+            f"[B, {', '.join(map(str, shape))}], got {tuple(x.shape)}"
+        )
+    return x
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_variables(model: GAN, rng: jax.Array):
+    k_disc, k_gen = jax.random.split(rng)
+    z = jnp.zeros((1, model.latent_dim), jnp.float32)
+    x = jnp.zeros((1, *model.data_shape), jnp.float32)
+    gen = model.generator().init(k_gen, z)
+    disc = model.discriminator().init(k_disc, x)
+    return disc, gen
+
+
+def init(rng: jax.Array, example_batch: Mapping[str, Any], model: GAN) -> dict[str, Any]:
+    """Initial parameters ``{"disc": {"params": ...}, "gen": {"params": ...}}``.
+
+    Args:
+      rng: a ``jax.random`` key.
+      example_batch: ``{"x": [B, *data_shape]}`` (only the shape is used).
+      model: the :class:`GAN` (bind it with ``functools.partial(init, model=model)``).
+    """
+    _check_batch_x(model, example_batch, "gan.init")
+    disc, gen = _init_variables(model, rng)
+    return {DISC: {"params": disc["params"]}, GEN: {"params": gen["params"]}}
+
+
+def init_model_state(
+    rng: jax.Array, example_batch: Mapping[str, Any], params: Mapping[str, Any], model: GAN
+) -> dict[str, Any]:
+    """The non-gradient state: ``{"sn": power-iteration vectors}`` with spectral normalisation,
+    ``{"ema": a copy of the generator's variables}`` with an EMA, ``{"step": int32 0}`` with a
+    limited R1 phase (``r1_steps > 0``); ``{}`` with none of these."""
+    del example_batch
+    state: dict[str, Any] = {}
+    if model.r1_gamma > 0 and model.r1_steps > 0:
+        state["step"] = jnp.zeros((), jnp.int32)
+    if model.spectral_norm:
+        disc, _ = _init_variables(model, rng)
+        state["sn"] = disc["batch_stats"]
+    if model.ema_decay > 0:
+        state["ema"] = jax.tree.map(jnp.array, dict(params[GEN]))
+    return state
+
+
+def sample_latent(model: GAN, rng: jax.Array, n: int) -> jax.Array:
+    """``z ~ N(0, I)``, float32 ``[n, latent_dim]``."""
+    return jax.random.normal(rng, (n, model.latent_dim), jnp.float32)
+
+
+def generate(model: GAN, gen_variables: Mapping[str, Any], z: jax.Array) -> jax.Array:
+    """``G(z)``: ``z [B, latent_dim] -> [B, *data_shape]``."""
+    return model.generator().apply({"params": gen_variables["params"]}, z)
+
+
+def _sn_variables(model: GAN, disc_variables, model_state) -> dict[str, Any]:
+    variables = {"params": disc_variables["params"]}
+    if model.spectral_norm:
+        variables["batch_stats"] = model_state["sn"]
+    return variables
+
+
+def discriminator_logits(
+    model: GAN, disc_variables: Mapping[str, Any], model_state: Mapping[str, Any], x: jax.Array
+) -> jax.Array:
+    """Discriminator logits ``[B]`` of ``x [B, *data_shape]`` (the power-iteration vectors in
+    ``model_state["sn"]`` are read, not advanced). ``D(x) = sigmoid(logits)``."""
+    return model.discriminator().apply(_sn_variables(model, disc_variables, model_state), x)
+
+
+def r1_penalty(
+    model: GAN, disc_variables: Mapping[str, Any], model_state: Mapping[str, Any], x: jax.Array
+) -> jax.Array:
+    """``||grad_x D_logit(x)||^2`` per example, ``[B]`` (Mescheder et al., 2018, eq. 9).
+
+    The examples do not interact in the discriminator, so the gradient of the summed logits
+    with respect to the batch holds each example's own input gradient.
+    """
+
+    def total(inputs):
+        return jnp.sum(discriminator_logits(model, disc_variables, model_state, inputs))
+
+    grads = jax.grad(total)(x)
+    return jnp.sum(jnp.square(grads).reshape(x.shape[0], -1), axis=1)
+
+
+# --------------------------------------------------------------------------------------------
+# The players' objectives
+# --------------------------------------------------------------------------------------------
+
+
+def discriminator_objective(
+    model: GAN,
+    params: Mapping[str, Any],
+    model_state: Mapping[str, Any],
+    batch: Mapping[str, Any],
+    rng: jax.Array,
+) -> tuple[jax.Array, tuple[dict[str, jax.Array], dict[str, Any]]]:
+    """The discriminator's loss on one batch (a stateful engine loss).
+
+    ``mean_b discriminator_loss(D(x_b), D(G(z_b))) + r1_gamma / 2 * mean_b ||grad D(x_b)||^2``
+    with ``z_b ~ N(0, I)``, one per real example. With spectral normalisation the real and
+    generated examples go through the discriminator in one call that advances the
+    power-iteration vectors (returned in the new model state).
+
+    Returns:
+      ``(loss, (metrics, model_state))``; metrics: ``gan_value`` (the batch estimate of
+      ``V(G, D)``), ``d_real`` / ``d_fake`` (mean ``D`` on real / generated examples) and,
+      with ``r1_gamma > 0``, ``r1`` (mean squared input-gradient norm on real data; 0 after
+      the R1 phase).
+    """
+    x = _check_batch_x(model, batch, "gan.discriminator_objective")
+    b = x.shape[0]
+    z = sample_latent(model, rng, b)
+    fake = jax.lax.stop_gradient(generate(model, params[GEN], z)).astype(x.dtype)
+    both = jnp.concatenate([x, fake], axis=0)
+    disc = model.discriminator()
+    new_state = dict(model_state)
+    if model.spectral_norm:
+        logits, updates = disc.apply(
+            _sn_variables(model, params[DISC], model_state),
+            both,
+            update_stats=True,
+            mutable=["batch_stats"],
+        )
+        new_state["sn"] = updates["batch_stats"]
+    else:
+        logits = disc.apply({"params": params[DISC]["params"]}, both)
+    real_logits, fake_logits = logits[:b], logits[b:]
+    loss = jnp.mean(L.discriminator_loss(real_logits, fake_logits))
+    metrics = {
+        "gan_value": jnp.mean(L.gan_value(real_logits, fake_logits)),
+        "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+        "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+    }
+    if model.r1_gamma > 0:
+
+        def penalty():
+            return jnp.mean(r1_penalty(model, params[DISC], model_state, x)).astype(loss.dtype)
+
+        if model.r1_steps > 0:
+            # lax.cond runs one branch: no double backward pass once the phase is over.
+            active = model_state["step"] < model.r1_steps
+            r1 = jax.lax.cond(active, penalty, lambda: jnp.zeros((), loss.dtype))
+            weight = jnp.where(active, 0.5 * model.r1_gamma, 0.0)
+        else:
+            r1, weight = penalty(), 0.5 * model.r1_gamma
+        loss = loss + weight * r1
+        metrics["r1"] = r1
+    return loss, (metrics, new_state)
+
+
+def generator_objective(
+    model: GAN,
+    params: Mapping[str, Any],
+    model_state: Mapping[str, Any],
+    batch: Mapping[str, Any],
+    rng: jax.Array,
+) -> tuple[jax.Array, tuple[dict[str, jax.Array], dict[str, Any]]]:
+    """The generator's loss on one batch: ``mean_b generator_loss(D(G(z_b)))``, ``B`` draws.
+
+    ``B`` is the real batch's size (the real examples themselves are not used). The
+    power-iteration vectors are read, not advanced.
+
+    Returns:
+      ``(loss, (metrics, model_state))``; metric ``d_fake``: mean ``D(G(z))``.
+    """
+    x = _check_batch_x(model, batch, "gan.generator_objective")
+    z = sample_latent(model, rng, x.shape[0])
+    fake = generate(model, params[GEN], z).astype(x.dtype)
+    logits = discriminator_logits(model, params[DISC], model_state, fake)
+    loss = jnp.mean(L.generator_loss(logits, non_saturating=model.non_saturating))
+    return loss, ({"d_fake": jnp.mean(jax.nn.sigmoid(logits))}, model_state)
+
+
+def ema_post_update(
+    model: GAN, params: Mapping[str, Any], model_state: Mapping[str, Any], step: jax.Array
+) -> dict[str, Any]:
+    """After step ``step``: ``ema <- decay * ema + (1 - decay) * gen`` on the steps where the
+    generator was updated (``(step + 1) % d_steps == 0``), unchanged otherwise; the R1-phase
+    counter, if any, becomes ``step + 1``."""
+    model_state = dict(model_state)
+    if "step" in model_state:
+        model_state["step"] = jnp.asarray(step + 1, jnp.int32)
+    if "ema" not in model_state:
+        return model_state
+    decay = model.ema_decay
+    updated = (step + 1) % model.d_steps == 0
+    ema = jax.tree.map(
+        lambda e, g: jnp.where(updated, decay * e + (1.0 - decay) * g.astype(e.dtype), e),
+        model_state["ema"],
+        dict(params[GEN]),
+    )
+    return {**model_state, "ema": ema}
+
+
+def sampling_variables(
+    model: GAN, params: Mapping[str, Any], model_state: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """The generator variables to sample with: the EMA if the model keeps one, else ``gen``."""
+    if model.ema_decay > 0 and "ema" in model_state:
+        return model_state["ema"]
+    return params[GEN]
+
+
+def sample(model: GAN, gen_variables: Mapping[str, Any], rng: jax.Array, n: int) -> jax.Array:
+    """``n`` samples ``G(z)``, ``z ~ N(0, I)``: ``[n, *data_shape]``."""
+    if not _is_int(n) or n < 1:
+        raise ValueError(f"gan.sample: n must be an int >= 1, got {n!r}")
+    return _sample(model, gen_variables, rng, int(n))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _sample(model, gen_variables, rng, n):
+    return generate(model, gen_variables, sample_latent(model, rng, n))
