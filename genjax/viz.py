@@ -167,6 +167,101 @@ def bars(
     return _save(fig, path)
 
 
+def heatmap(
+    matrix,
+    path: str | Path,
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    xticklabels: Sequence[str] | None = None,
+    yticklabels: Sequence[str] | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    annotate: bool = False,
+    fmt: str = "{:.2f}",
+) -> Path:
+    """A matrix ``[R, C]`` as coloured cells (row 0 at the top), with a colour bar; NaN cells
+    are left blank. ``annotate`` writes each value in its cell (for small matrices)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2:
+        raise ValueError(f"matrix must be [R, C], got shape {m.shape}")
+    rows, cols = m.shape
+    fig, ax = plt.subplots(figsize=(max(3.5, 0.45 * cols + 1.5), max(3.0, 0.4 * rows + 1.0)))
+    im = ax.imshow(np.ma.masked_invalid(m), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(cols))
+    ax.set_yticks(range(rows))
+    ax.set_xticklabels(xticklabels if xticklabels is not None else range(cols), fontsize=7)
+    ax.set_yticklabels(yticklabels if yticklabels is not None else range(rows), fontsize=7)
+    if annotate:
+        finite = m[np.isfinite(m)]
+        lo = vmin if vmin is not None else (finite.min() if finite.size else 0.0)
+        hi = vmax if vmax is not None else (finite.max() if finite.size else 1.0)
+        mid = (lo + hi) / 2
+        for (r, c), v in np.ndenumerate(m):
+            if np.isfinite(v):
+                colour = "black" if v > mid else "white"
+                ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=6, color=colour)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def spectrograms(
+    panels: Sequence,
+    path: str | Path,
+    *,
+    titles: Sequence[str] | None = None,
+    title: str = "",
+    ylabel: str = "band",
+    frame_seconds: float | None = None,
+) -> Path:
+    """Spectrogram-like arrays ``[T, F]`` (time by frequency band), one panel each, stacked
+    vertically on one shared colour scale, low bands at the bottom. ``frame_seconds`` labels
+    the time axis in seconds (else in frames)."""
+    arrays = [np.asarray(p, dtype=np.float64) for p in panels]
+    if not arrays or any(a.ndim != 2 for a in arrays):
+        raise ValueError(
+            f"panels must be a non-empty list of [T, F] arrays, got shapes "
+            f"{[a.shape for a in arrays]}"
+        )
+    if titles is not None and len(titles) != len(arrays):
+        raise ValueError(f"titles must have one entry per panel ({len(arrays)}), got {len(titles)}")
+    lo = min(float(np.min(a)) for a in arrays)
+    hi = max(float(np.max(a)) for a in arrays)
+    width = max(a.shape[0] for a in arrays)
+    fig, axes = plt.subplots(
+        len(arrays),
+        1,
+        figsize=(max(5.0, min(12.0, width / 40 + 2)), 1.9 * len(arrays) + 0.5),
+        squeeze=False,
+    )
+    for i, (ax, a) in enumerate(zip(axes[:, 0], arrays, strict=True)):
+        extent = None
+        if frame_seconds:
+            extent = (0.0, a.shape[0] * frame_seconds, -0.5, a.shape[1] - 0.5)
+        im = ax.imshow(
+            a.T, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi, extent=extent
+        )
+        ax.set_ylabel(ylabel, fontsize=7)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)" if frame_seconds else "frame")
+    fig.colorbar(im, ax=axes[:, 0].tolist(), fraction=0.03, pad=0.02)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
