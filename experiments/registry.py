@@ -87,6 +87,7 @@ class ModelSpec:
 # Model name -> module that defines ``SPEC``. Importing lazily keeps ``--help`` fast and lets
 # a broken model fail only when it is used.
 _MODULES = {
+    "cyclevae": "experiments.models.cyclevae",
     "ppca": "experiments.models.ppca",
     "vae": "experiments.models.vae",
     "vqvae": "experiments.models.vqvae",
