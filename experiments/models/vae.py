@@ -55,6 +55,7 @@ class VAEConfig:
       variance: gaussian only: fixed | isotropic (one learned sigma2) | pixel (learned per pixel).
       fixed_variance: the variance when variance=fixed.
       min_variance: lower bound of a learned variance.
+      init_variance: initial learned variance (near the data's per-pixel variance).
       kernel_size: conv kernel size.
       beta: KL weight (1 = the ELBO; beta-VAE otherwise).
       warmup_steps: linear KL warm-up from 0 to beta over these steps (0 = none).
@@ -77,6 +78,7 @@ class VAEConfig:
     variance: str = "isotropic"
     fixed_variance: float = 1.0
     min_variance: float = 1e-3
+    init_variance: float = 0.1
     kernel_size: int = 4
     beta: float = 1.0
     warmup_steps: int = 0
@@ -119,6 +121,11 @@ class VAEConfig:
         for name in ("fixed_variance", "min_variance"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"model.{name} must be > 0, got {getattr(self, name)}")
+        if not self.init_variance > self.min_variance:
+            raise ConfigError(
+                f"model.init_variance must be > model.min_variance ({self.min_variance}), "
+                f"got {self.init_variance}"
+            )
         for name in ("beta", "free_bits", "baseline_pseudocount", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"model.{name} must be >= 0, got {getattr(self, name)}")
@@ -179,6 +186,7 @@ def _model(config: RunConfig, info: DataInfo) -> vae.VAE:
         variance=m.variance,
         fixed_variance=m.fixed_variance,
         min_variance=m.min_variance,
+        init_variance=m.init_variance,
         kernel_size=m.kernel_size,
     )
 

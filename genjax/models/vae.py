@@ -134,6 +134,11 @@ def check_model(m: VAE) -> tuple[int, ...]:
         raise ValueError(f"VAE.fixed_variance must be a number > 0, got {m.fixed_variance!r}")
     if not (isinstance(m.min_variance, int | float) and m.min_variance > 0):
         raise ValueError(f"VAE.min_variance must be a number > 0, got {m.min_variance!r}")
+    if not (isinstance(m.init_variance, int | float) and m.init_variance > m.min_variance):
+        raise ValueError(
+            f"VAE.init_variance must be a number > min_variance = {m.min_variance}, "
+            f"got {m.init_variance!r}"
+        )
     hidden = m.hidden
     if not isinstance(hidden, tuple) or any(
         isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden
@@ -174,6 +179,9 @@ class VAE(nn.Module):
       variance: Gaussian only: ``"fixed"``, ``"isotropic"`` or ``"pixel"``.
       fixed_variance: the variance of ``variance="fixed"``.
       min_variance: lower bound of a learned variance.
+      init_variance: initial value of a learned variance (``> min_variance``). Adam moves the
+        log-variance by about the learning rate per step, so starting near the data's
+        per-pixel variance (about 0.1 for images in [0, 1]) saves thousands of steps.
       kernel_size: conv kernel size.
     """
 
@@ -186,6 +194,7 @@ class VAE(nn.Module):
     variance: str = "isotropic"
     fixed_variance: float = 1.0
     min_variance: float = 1e-3
+    init_variance: float = 1.0
     kernel_size: int = 4
 
     def setup(self):
@@ -213,7 +222,10 @@ class VAE(nn.Module):
             )
         if self.likelihood == "gaussian" and self.variance != "fixed":
             var_shape = () if self.variance == "isotropic" else shape
-            self.raw_variance = self.param("raw_variance", nn.initializers.zeros, var_shape)
+            raw0 = math.log(self.init_variance - self.min_variance)
+            self.raw_variance = self.param(
+                "raw_variance", nn.initializers.constant(raw0), var_shape
+            )
 
     def _check_x(self, x: jax.Array) -> None:
         shape = tuple(self.data_shape)
