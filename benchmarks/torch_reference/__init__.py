@@ -16,6 +16,8 @@ from typing import Any
 TWINS = {
     "ppca": "benchmarks.torch_reference.ppca",
     "vae": "benchmarks.torch_reference.vae",
+    "vqvae": "benchmarks.torch_reference.vqvae",
+    "cyclevae": "benchmarks.torch_reference.cyclevae",
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from experiments.config import DataConfig, OptimizerConfig
 
@@ -59,6 +60,25 @@ def same_padding(kernel_size: int) -> int:
             f"of stride-2 layers, got {kernel_size}"
         )
     return (kernel_size - 2) // 2
+
+
+def log_likelihood(x: torch.Tensor, out: torch.Tensor, m: Any, raw_variance=None) -> torch.Tensor:
+    """``log p(x | out)`` per example, ``[B]``, as ``genjax.losses``: Bernoulli from logits,
+    or Gaussian with ``m.variance`` fixed / isotropic / pixel (``sigma2 = min_variance +
+    exp(raw_variance)`` when learned)."""
+    if m.likelihood == "bernoulli":
+        return (x * out - F.softplus(out)).flatten(1).sum(-1)
+    if m.variance == "fixed":
+        log_var = torch.tensor(math.log(m.fixed_variance))
+    else:
+        log_var = torch.logaddexp(raw_variance, torch.tensor(math.log(m.min_variance)))
+    terms = math.log(2 * math.pi) + log_var + (x - out).square() * torch.exp(-log_var)
+    return -0.5 * terms.flatten(1).sum(-1)
+
+
+def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mean, exp(log_var)) || N(0, I))`` per example, ``[B]``."""
+    return 0.5 * (torch.expm1(log_var) - log_var + mean.square()).sum(-1)
 
 
 def to_torch_batch(raw: dict[str, Any]) -> dict[str, torch.Tensor]:

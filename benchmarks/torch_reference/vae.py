@@ -1,13 +1,19 @@
 """The VAE's training step in PyTorch: MLP or convolutional encoder/decoder, Bernoulli
-likelihood, one reparameterised sample and the analytic KL, as ``genjax.models.vae``."""
+or Gaussian likelihood, one reparameterised sample and the analytic KL, as ``genjax.models.vae``."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from benchmarks.torch_reference.common import TrainStep, activation, mlp, same_padding
+from benchmarks.torch_reference.common import (
+    TrainStep,
+    activation,
+    gaussian_kl,
+    log_likelihood,
+    mlp,
+    same_padding,
+)
 
 
 class ConvEncoder(nn.Sequential):
@@ -53,12 +59,12 @@ class VAE(nn.Module):
 
     def __init__(self, m, info):
         super().__init__()
-        if m.likelihood != "bernoulli" or m.free_bits or m.warmup_steps:
+        if m.free_bits or m.warmup_steps:
             raise NotImplementedError(
-                "the PyTorch VAE twin covers the Bernoulli likelihood without free bits or "
-                f"warm-up; got likelihood={m.likelihood!r}, free_bits={m.free_bits}, "
-                f"warmup_steps={m.warmup_steps}"
+                "the PyTorch VAE twin has no free bits or KL warm-up; got "
+                f"free_bits={m.free_bits}, warmup_steps={m.warmup_steps}"
             )
+        self.m = m
         q, hidden = m.latent_dim, list(m.hidden)
         self.q, self.beta = q, m.beta
         if m.architecture == "mlp":
@@ -78,16 +84,19 @@ class VAE(nn.Module):
             self.decoder = ConvDecoder(q, info.shape, hidden[::-1], m.kernel_size, m.activation)
         else:
             raise NotImplementedError(f"no PyTorch twin for architecture={m.architecture!r}")
+        self.raw_variance = None
+        if m.likelihood == "gaussian" and m.variance != "fixed":
+            shape = () if m.variance == "isotropic" else tuple(info.shape)
+            self.raw_variance = nn.Parameter(torch.zeros(shape))
 
     def forward(self, x: torch.Tensor, raw=None) -> torch.Tensor:
         del raw
         h = self.encoder(x)
         mean, log_var = h[:, : self.q], h[:, self.q :]
         z = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
-        logits = self.decoder(z)
-        log_px = (x * logits - F.softplus(logits)).flatten(1).sum(-1)
-        kl = 0.5 * (torch.expm1(log_var) - log_var + mean.square()).sum(-1)
-        return -(log_px - self.beta * kl).mean()
+        out = self.decoder(z).view(x.shape)
+        log_px = log_likelihood(x, out, self.m, self.raw_variance)
+        return -(log_px - self.beta * gaussian_kl(mean, log_var)).mean()
 
 
 def build(config, info, image_max: float, *, compile: bool = False) -> TrainStep:
