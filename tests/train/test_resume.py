@@ -48,16 +48,23 @@ def test_sigkill_at_five_points_resumes_bitwise(tmp_path, env):
     assert ref.returncode == 0, ref.stderr[-3000:]
 
     work, out = tmp_path / "killed", tmp_path / "killed.npz"
-    kills = [("step", 12), ("save", 24), ("step", 28)]
+    # Five kills at known points: before the first checkpoint (the restart begins from
+    # scratch), between checkpoints, in the middle of two saves, and right after a save.
+    kills = [("step", 4), ("step", 12), ("save", 24), ("step", 28), ("save", 40)]
     for mode, at in kills:
         r = _run(work, out, mode, at, env=env)
         assert r.returncode == -9, (mode, at, r.returncode, r.stderr[-3000:])
         assert not out.exists()
+        if mode == "step" and at < 8:
+            # Killed before the first checkpoint: the restart has nothing to resume from.
+            ckpts = work / "checkpoints"
+            assert not ckpts.exists() or not any(p.name.isdigit() for p in ckpts.iterdir())
         if mode == "save":
             # Killed mid-write: only Orbax's temporary directory exists for that step.
             names = {p.name for p in (work / "checkpoints").iterdir()}
             assert f"{at}.orbax-checkpoint-tmp" in names and str(at) not in names, names
-    # Two more SIGKILLs from outside at arbitrary moments.
+    # Two more SIGKILLs from outside at arbitrary moments (they may also land during start-up
+    # or after the run has finished; either way the final result must not change).
     rnd = random.Random(0)
     for _ in range(2):
         _run(work, out, env=env, timeout=rnd.uniform(4.0, 9.0))
