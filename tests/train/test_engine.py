@@ -217,6 +217,51 @@ def test_nonfinite_step_is_skipped_counted_and_run_continues(tmp_path):
     assert sum(line["nonfinite"] * 10 for line in lines) == pytest.approx(result.state.skipped)
 
 
+def test_fit_logs_train_and_test_lines_and_keeps_the_best_checkpoint(tmp_path):
+    """``eval_every`` evaluations land in metrics.jsonl as ``split: test`` lines with the
+    evaluator's values (computed here from the parameters by hand: the full-data MSE), train
+    lines carry rates, and the checkpoint of the best evaluation survives beside the latest."""
+    data = toy.digits_dataset(256)
+    task = toy.task()
+    x_all = np.asarray(data.features["image"], np.float32).reshape(256, -1) / 16.0
+    scores = iter([1.0, 3.0, 2.0])  # a scripted metric: the best evaluation is the second
+    seen = []
+
+    def evaluate(params, model_state):
+        recon = toy.AE().apply(params[SINGLE], x_all)
+        mse = float(np.mean(np.sum((np.asarray(recon) - x_all) ** 2, axis=-1)))
+        seen.append(mse)
+        return {"mse": mse, "score": next(scores)}
+
+    config = TrainConfig(
+        steps=24,
+        batch_size=32,
+        fuse_steps=4,
+        log_every=4,
+        eval_every=8,
+        checkpoint_every=8,
+        keep_checkpoints=1,
+        best_metric="score",
+        best_mode="max",
+        progress=False,
+        async_checkpoints=False,
+    )
+    fit(task, data, config, tmp_path, preprocess_spec=FLAT, evaluate=evaluate)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    test = [line for line in lines if line["split"] == "test"]
+    train = [line for line in lines if line["split"] == "train"]
+    assert [line["step"] for line in test] == [8, 16, 24]
+    assert [line["mse"] for line in test] == pytest.approx(seen)
+    assert seen[-1] < seen[0]  # the evaluations saw the parameters improve
+    assert [line["step"] for line in train] == list(range(4, 25, 4))
+    for line in train:
+        assert line["steps_per_s"] > 0
+        assert line["examples_per_s"] == pytest.approx(32 * line["steps_per_s"])
+        assert np.isfinite(line["loss"])
+    kept = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert kept == [16, 24]
+
+
 def test_nonfinite_streak_stops_run_with_checkpoints_intact(tmp_path):
     x = np.full((64, 4), np.nan, np.float32)
     x[:32] = 1.0  # steps in the second half-epoch are all NaN
