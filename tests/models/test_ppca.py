@@ -186,7 +186,7 @@ def test_n_less_than_d_never_forms_d_by_d(x64):
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["digits", "iris"])
+@pytest.mark.parametrize("name", list(DATASETS))
 def test_em_reaches_closed_form_and_never_decreases(name, x64):
     loader, q, _ = DATASETS[name]
     x = loader()
@@ -362,12 +362,13 @@ def _scipy_ll_per_example(p, x):
     return scipy.stats.multivariate_normal(np.asarray(p.mu, np.float64), c).logpdf(x)
 
 
-def test_adam_on_objective_reaches_closed_form():
+@pytest.mark.parametrize("name", ["iris", "wine", "breast_cancer"])
+def test_adam_on_objective_reaches_closed_form(name):
     """Full-batch adam on the engine objective, from the module's random init, reaches the
-    closed-form maximum. (Iris, not digits: on digits adam from a random init needs well over
-    1500 steps to get within 1e-3, too slow for a unit test.)"""
-    x = jnp.asarray(datasets.load_iris().data, jnp.float32)
-    q = 2
+    closed-form maximum. (Digits goes through the engine in test_ppca_engine.py: from a random
+    init adam needs well over 1500 steps there.)"""
+    loader, q, _ = DATASETS[name]
+    x = jnp.asarray(loader(), jnp.float32)
     target = _mean_ll(ppca.fit_closed_form(x, q), x)
     variables = ppca.init(jax.random.key(0), {"x": x[:8]}, q)
     opt = optax.adam(0.1)
@@ -386,7 +387,8 @@ def test_adam_on_objective_reaches_closed_form():
 
     variables, lls = train(variables)
     final = -float(jax.jit(ppca.objective)(variables, batch)[0])
-    assert final > float(lls[0]) + 10.0
+    # The random init starts far outside the tolerance (10x), so reaching it means training.
+    assert target - float(lls[0]) > 1e-2 * abs(target)
     _assert_rel(final, target, 1e-3)
 
 
