@@ -33,13 +33,14 @@ __all__ = [
     "Batcher",
     "Preprocess",
     "batch_indices",
+    "check_batch_size",
     "epoch_permutation",
     "preprocess",
     "to_device",
 ]
 
 
-def _check_batch_size(num_examples: int, batch_size: int) -> None:
+def check_batch_size(num_examples: int, batch_size: int) -> None:
     for arg, value in (("num_examples", num_examples), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
             raise TypeError(f"{arg} must be a static Python int, got {type(value).__name__}")
@@ -94,7 +95,7 @@ def batch_indices(seed: Any, step: Any, num_examples: int, batch_size: int) -> j
     Raises:
       ValueError: (at trace time) ``batch_size`` < 1 or > ``num_examples``.
     """
-    _check_batch_size(num_examples, batch_size)
+    check_batch_size(num_examples, batch_size)
     steps_per_epoch = num_examples // batch_size
     step = jnp.asarray(step, jnp.int32)
     perm = epoch_permutation(seed, step // steps_per_epoch, num_examples)
@@ -209,7 +210,7 @@ class Batcher:
         process_index: int = 0,
         process_count: int = 1,
     ):
-        _check_batch_size(len(dataset), batch_size)
+        check_batch_size(len(dataset), batch_size)
         if process_count < 1:
             raise ValueError(f"process_count must be >= 1, got {process_count}")
         if not 0 <= process_index < process_count:

@@ -31,7 +31,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from genjax.data.pipeline import batch_indices
+from genjax.data.pipeline import check_batch_size, epoch_permutation
 from genjax.train.state import TrainState
 from genjax.train.task import SINGLE, Task
 
@@ -208,9 +208,27 @@ def _device_scan(
     gathered (replicated) batch is constrained to the batch sharding.
     """
 
+    steps_per_epoch = num_examples // batch_size
+
+    def permutation(step):
+        epoch = jnp.asarray(step, jnp.int32) // steps_per_epoch
+        return epoch_permutation(seed, epoch, num_examples), epoch
+
     def run(state, data):
-        def body(s, _):
-            idx = batch_indices(seed, s.step, num_examples, batch_size)
+        # The indices are those of ``batch_indices(seed, step, N, B)``, but the epoch's
+        # permutation (an O(N log N) sort) is drawn once per epoch and carried, not once per
+        # step: on a 50,000-point set the per-step sort made each step ~4x slower.
+        def body(carry, _):
+            s, perm, perm_epoch = carry
+            step = jnp.asarray(s.step, jnp.int32)
+            epoch = step // steps_per_epoch
+            perm, perm_epoch = lax.cond(
+                epoch == perm_epoch,
+                lambda: (perm, perm_epoch),
+                lambda: permutation(step),
+            )
+            start = (step % steps_per_epoch) * batch_size
+            idx = lax.dynamic_slice(perm, (start,), (batch_size,))
             if axis_name is not None:
                 n = lax.axis_size(axis_name)
                 local = batch_size // n
@@ -218,9 +236,13 @@ def _device_scan(
             raw = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
             if batch_sharding is not None:
                 raw = lax.with_sharding_constraint(raw, batch_sharding)
-            return update(s, raw)
+            s, metrics = update(s, raw)
+            return (s, perm, perm_epoch), metrics
 
-        return lax.scan(body, state, None, length=num_steps)
+        check_batch_size(num_examples, batch_size)
+        perm, perm_epoch = permutation(state.step)
+        (state, _, _), metrics = lax.scan(body, (state, perm, perm_epoch), None, length=num_steps)
+        return state, metrics
 
     return run
 
