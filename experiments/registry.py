@@ -8,6 +8,8 @@ A model registers, in one place (its module under ``experiments/models/``):
   README (it may also write figures into ``ctx.workdir / "figures"``);
 * optionally ``eval_during(config, info) -> (params, model_state) -> dict`` — cheap test
   metrics for ``train.eval_every``;
+* optionally ``snapshot(config, info, workdir) -> (step, params, model_state) -> None`` —
+  figures of the model at the same regular intervals (``train.eval_every``);
 * ``bind(config, info, params, model_state) -> dict[str, callable]`` — the model's functions
   bound to trained parameters (``sample(rng, n)``, and ``encode`` / ``reconstruct`` /
   ``convert`` where the model has them), used by ``genjax.load_run``.
@@ -77,6 +79,7 @@ class ModelSpec:
     bind: Callable[[RunConfig, DataInfo, Any, Any], dict[str, Callable]]
     metric_names: tuple[str, ...]
     eval_during: Callable[[RunConfig, DataInfo, Any], Callable[[Any, Any], dict]] | None = None
+    snapshot: Callable[[RunConfig, DataInfo, Path], Callable[[int, Any, Any], None]] | None = None
     #: Rows of the report's headline table: (label, metric, reference metric or None,
     #: what the reference is). Both values are read from the run's own summary.json.
     headline: tuple[tuple[str, str, str | None, str], ...] = ()
@@ -88,6 +91,7 @@ class ModelSpec:
 # a broken model fail only when it is used.
 _MODULES = {
     "cyclevae": "experiments.models.cyclevae",
+    "gan": "experiments.models.gan",
     "ppca": "experiments.models.ppca",
     "vae": "experiments.models.vae",
     "vqvae": "experiments.models.vqvae",

@@ -243,6 +243,7 @@ def run(prepared: Prepared, workdir: Path, *, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     (workdir / "data_info.json").write_text(json.dumps(dataclasses.asdict(info)) + "\n")
     during = spec.eval_during(config, info, test) if spec.eval_during else None
+    snapshot = spec.snapshot(config, info, workdir) if spec.snapshot else None
     train_config = dataclasses.replace(config.train, progress=progress and config.train.progress)
     result = fit(
         prepared.task,
@@ -251,6 +252,7 @@ def run(prepared: Prepared, workdir: Path, *, progress: bool = True) -> dict:
         workdir,
         preprocess_spec=config.data.preprocess(),
         evaluate=during,
+        on_eval=snapshot,
     )
     history = [
         json.loads(line)

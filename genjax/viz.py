@@ -142,6 +142,48 @@ def scatter(
     return _save(fig, path)
 
 
+def field_scatter(
+    xs,
+    ys,
+    values,
+    points,
+    path: str | Path,
+    *,
+    reference=None,
+    title: str = "",
+    value_label: str = "",
+    vmin: float | None = 0.0,
+    vmax: float | None = 1.0,
+    size: float = 2.0,
+) -> Path:
+    """A scalar field on a 2-D grid (``values [len(ys), len(xs)]``, e.g. a discriminator's
+    ``D(x)``) as filled contours, with ``points [N, 2]`` on top and ``reference`` points
+    (crosses, e.g. the true modes)."""
+    v = np.asarray(values, dtype=np.float64)
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    if v.shape != (len(ys), len(xs)):
+        raise ValueError(f"values must be [len(ys), len(xs)] = {(len(ys), len(xs))}, got {v.shape}")
+    p = np.asarray(points)
+    if p.ndim != 2 or p.shape[1] != 2:
+        raise ValueError(f"points must be [N, 2], got shape {p.shape}")
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    levels = np.linspace(vmin, vmax, 11) if vmin is not None and vmax is not None else 10
+    cs = ax.contourf(xs, ys, v, levels=levels, cmap="RdBu_r", alpha=0.6)
+    cb = fig.colorbar(cs, ax=ax, fraction=0.046, pad=0.04)
+    if value_label:
+        cb.set_label(value_label, fontsize=8)
+    ax.scatter(p[:, 0], p[:, 1], s=size, c="k", alpha=0.35, linewidths=0)
+    if reference is not None:
+        r = np.asarray(reference)
+        ax.scatter(r[:, 0], r[:, 1], marker="x", c="gold", s=30, linewidths=1.5)
+    ax.set_xlim(xs[0], xs[-1])
+    ax.set_ylim(ys[0], ys[-1])
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
 def bars(
     values: Mapping[str, float] | Sequence[float],
     path: str | Path,

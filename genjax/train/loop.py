@@ -195,12 +195,15 @@ def fit(
     evaluate: Callable[[Any, Any], dict] | None = None,
     mesh: Any = None,
     on_log: Callable[[int, dict], None] | None = None,
+    on_eval: Callable[[int, Any, Any], None] | None = None,
 ) -> FitResult:
     """Train ``task`` on ``train_data`` (a ``genjax.data.Dataset``) into ``workdir``.
 
     Resumes from the newest readable checkpoint in ``workdir/checkpoints``. ``evaluate(params,
     model_state) -> metrics`` runs every ``eval_every`` steps and at the end; its metrics go
     to ``metrics.jsonl`` with ``"split": "test"`` and can rank the kept checkpoints.
+    ``on_eval(step, params, model_state)`` runs at the same steps (for snapshots: figures
+    of the model at regular intervals of training).
     Raises ``NonFiniteError`` after ``max_bad_steps`` consecutive non-finite steps (the
     checkpoints on disk are the last good ones).
     """
@@ -359,6 +362,8 @@ def fit(
                         ).items()
                     }
                     log.write({"step": end, "split": "test", **last_eval})
+                if at_eval and on_eval is not None:
+                    on_eval(end, engine.params(state), _model_state(engine, state))
                 if at_ckpt or stop.requested:
                     save(state, last_eval if at_eval else None)
                 if stop.requested and end != config.steps:

@@ -44,6 +44,7 @@ def _existing_run(tmp_path, **changes):
 
 
 BASE = ["--model", "ppca", "--dataset", "digits"]
+GAN = ["--model", "gan", "--dataset", "digits"]
 
 
 def _cases(tmp_path):
@@ -98,6 +99,26 @@ def _cases(tmp_path):
             "tfds build mnist",
         ),
         ([*BASE, "--workdir", w, "--bogus"], "unrecognized arguments: --bogus"),
+        # The GAN's own checks (issue: latent size, learning rates, shapes the DCGAN can take).
+        ([*GAN, "--workdir", w, "--set", "model.latent_dim=0"], "model.latent_dim must be >= 1"),
+        ([*GAN, "--workdir", w, "--set", "model.d_learning_rate=-0.1"], "d_learning_rate"),
+        ([*GAN, "--workdir", w, "--set", "model.g_learning_rate=0"], "g_learning_rate"),
+        ([*GAN, "--workdir", w, "--set", "model.architecture=dcgan"], "data.flatten=false"),
+        (
+            [
+                *GAN,
+                "--workdir",
+                w,
+                "--set",
+                "model.architecture=dcgan",
+                "--set",
+                "data.flatten=false",
+                "--set",
+                "model.generator_features=8,8,8,8",
+            ],
+            "GAN (dcgan)",
+        ),
+        ([*GAN, "--workdir", w, "--set", "model.ema_decay=1"], "model.ema_decay"),
     ]
 
 
