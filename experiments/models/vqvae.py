@@ -25,7 +25,8 @@ rejects an update. One checkpointed, resumable run gives ``genjax.load_run`` eve
 
 * ``recon_mse`` (per value, [0, 1] pixels), ``code_usage`` (fraction of the K codes used by
   the test split's code maps), ``perplexity`` (of that usage), ``prior_bits_per_code`` (the
-  prior's test NLL in bits per code; ``prior_train_bits_per_code`` beside it) and
+  prior's test NLL in bits per code; ``prior_train_bits_per_code`` beside it, and
+  ``prior_unigram_bits_per_code``, the baseline of independent positions) and
   ``bits_per_image`` = S log2 K, the fixed-length size of one code map;
 * the same figures for the other codebook configurations (``model.compare``: ``plain`` = the
   codebook loss, ``ema``, ``ema_restart``), each trained with this run's settings for the
@@ -197,7 +198,10 @@ def _digits() -> RunConfig:
     return RunConfig(
         model="vqvae",
         dataset="digits",
-        model_config=VQVAEConfig(),
+        # A one-block, 16-wide prior: 1,442 training maps of 4 codes are too few for the
+        # 64-wide, two-block transformer, which memorises them (train 2.6 bits per code, test
+        # 7.5, worse than independent positions at 5.7); the small one stays at ~5.7.
+        model_config=VQVAEConfig(prior_width=16, prior_depth=1),
         train=TrainConfig(
             steps=5000,
             batch_size=128,
@@ -527,6 +531,22 @@ def _train_variant(ctx: EvalContext, name: str):
     return model, result.state.params["model"], result.state.model_state
 
 
+def unigram_bits_per_code(train_codes, test_codes, num_codes: int) -> float:
+    """The prior's baseline: independent positions, each with the add-one-smoothed histogram
+    of the training codes at that position; its test NLL in bits per code.
+
+    A prior that does not beat this has learned nothing about how codes go together (on 8x8
+    digits' 2x2 code maps with 1,442 training images there is little to learn, and a large
+    transformer memorises the training maps instead: its test NLL rises above this line).
+    """
+    train_codes, test_codes = np.asarray(train_codes), np.asarray(test_codes)
+    total = 0.0
+    for i in range(train_codes.shape[1]):
+        counts = np.bincount(train_codes[:, i], minlength=num_codes) + 1.0
+        total += float(np.mean(-np.log2(counts[test_codes[:, i]] / counts.sum())))
+    return total / train_codes.shape[1]
+
+
 def evaluate(ctx: EvalContext) -> dict:
     config, m = ctx.config, ctx.config.model_config
     model, _, prior_model = _checked(config, ctx.info)
@@ -545,6 +565,9 @@ def evaluate(ctx: EvalContext) -> dict:
     metrics["prior_bits_per_code"] = float(bits(ctx.params["prior"], idx_test.reshape(-1, seq_len)))
     metrics["prior_train_bits_per_code"] = float(
         bits(ctx.params["prior"], idx_train.reshape(-1, seq_len))
+    )
+    metrics["prior_unigram_bits_per_code"] = unigram_bits_per_code(
+        idx_train.reshape(-1, seq_len), idx_test.reshape(-1, seq_len), K
     )
     metrics["bits_per_image"] = seq_len * math.log2(K)
     metrics["restarted_codes_total"] = int(np.asarray(state.restarts))
@@ -711,7 +734,12 @@ SPEC = ModelSpec(
             "plain_perplexity",
             "plain VQ-VAE (codebook loss), same steps",
         ),
-        ("prior NLL, bits per code (test)", "prior_bits_per_code", None, ""),
+        (
+            "prior NLL, bits per code (test)",
+            "prior_bits_per_code",
+            "prior_unigram_bits_per_code",
+            "independent positions, smoothed training histograms",
+        ),
     ),
     key_figures=(
         "reconstructions.png",

@@ -365,3 +365,16 @@ def test_short_training_on_digits_uses_the_codebook_and_reconstructs():
     assert float(V.code_usage(idx, 32)) >= 0.9
     assert float(codebook_perplexity(idx, 32)) >= 0.5 * 32
     assert np.all(np.isfinite(np.asarray(metrics["loss"])))
+
+
+def test_unigram_prior_baseline_by_hand():
+    """Two positions, K = 3: the add-one-smoothed training histograms, computed by hand."""
+    from experiments.models.vqvae import unigram_bits_per_code
+
+    train = np.array([[0, 1], [0, 2], [1, 2]])
+    test = np.array([[0, 2], [2, 1]])
+    # Position 0: counts (2, 1, 0) + 1 = (3, 2, 1) / 6; position 1: (0, 1, 2) + 1 = (1, 2, 3) / 6.
+    p0 = np.array([3, 2, 1]) / 6
+    p1 = np.array([1, 2, 3]) / 6
+    expected = (-np.log2([p0[0], p0[2]]).mean() - np.log2([p1[2], p1[1]]).mean()) / 2
+    assert unigram_bits_per_code(train, test, 3) == pytest.approx(expected, rel=1e-12)
