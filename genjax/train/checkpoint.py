@@ -79,9 +79,25 @@ class Checkpointer:
             read_only=read_only,
         )
         self.read_only = read_only
+        if not read_only:
+            self._warn_half_written()
         self.manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "meta")
         )
+
+    def _warn_half_written(self) -> None:
+        """Name the saves an interrupted run left half-written (Orbax's temporary
+        directories); Orbax discards them when the manager opens, and the run resumes from the
+        newest complete checkpoint."""
+        if not self.directory.is_dir() or jax.process_index() != 0:
+            return
+        for path in sorted(self.directory.glob("*.orbax-checkpoint-tmp*")):
+            msg = (
+                f"discarding half-written checkpoint {path} (a save that was interrupted); "
+                "resuming from the newest complete one"
+            )
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+            log.warning(msg)
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())

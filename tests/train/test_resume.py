@@ -51,9 +51,14 @@ def test_sigkill_at_five_points_resumes_bitwise(tmp_path, env):
     # Five kills at known points: before the first checkpoint (the restart begins from
     # scratch), between checkpoints, in the middle of two saves, and right after a save.
     kills = [("step", 4), ("step", 12), ("save", 24), ("step", 28), ("save", 40)]
+    previous = None
     for mode, at in kills:
         r = _run(work, out, mode, at, env=env)
         assert r.returncode == -9, (mode, at, r.returncode, r.stderr[-3000:])
+        if previous is not None and previous[0] == "save":
+            # The restart names the save the previous kill left half-written.
+            assert f"half-written checkpoint {work / 'checkpoints'}/{previous[1]}." in r.stderr
+        previous = (mode, at)
         assert not out.exists()
         if mode == "step" and at < 8:
             # Killed before the first checkpoint: the restart has nothing to resume from.
