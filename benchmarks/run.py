@@ -13,6 +13,11 @@ For each model (``benchmarks.specs``) and batch size it times, after compilation
 * ``torch_compiled``: the same with ``torch.compile`` (its failure is caught and reported);
 * ``matmul``: one large dense matmul (``benchmarks.roofline``), the hardware limit.
 
+A step is one update of every player of the model's task: for the GANs (``gan_mlp``,
+``gan_dcgan``) one discriminator and one generator update, so their ``steps_per_s`` are GAN
+training steps per second (``python -m benchmarks.run --models gan_mlp gan_dcgan --batch 64
+256`` for the two batch sizes of the GAN's issue); their loss is the sum of the players'.
+
 The methods run in the same process and alternate within every repeat (their order rotates
 from repeat to repeat), so a change of the machine's speed hits all of them alike; the
 ratio fused/eager and the roofline fraction are computed per repeat and their median is
@@ -79,6 +84,18 @@ def _summary(times: list[float], steps: int, batch: int) -> dict[str, Any]:
         "spread": (max(rates) - min(rates)) / med,
         "repeat_seconds": times,
     }
+
+
+def step_loss(metrics: dict[str, Any]) -> Any:
+    """The loss a step reports: ``metrics["loss"]`` of a one-player task; for several players
+    (a GAN's ``disc/loss`` and ``gen/loss``) the sum of their losses, as the PyTorch twins of
+    multi-player models return."""
+    if "loss" in metrics:
+        return metrics["loss"]
+    losses = [v for k, v in metrics.items() if k.endswith("/loss")]
+    if not losses:
+        raise KeyError(f"no 'loss' or '<player>/loss' among the metrics {sorted(metrics)}")
+    return sum(np.asarray(v) for v in losses)
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -310,7 +327,7 @@ def measure(
     out["device_peak_memory_bytes"] = GenjaxRunner.device_peak_memory()
     out["xla_step_memory_bytes"] = cost.get("memory_bytes")
     out["final_loss"] = {
-        "genjax_fused": float(np.asarray(gj.last_metrics["loss"])[-1]),
+        "genjax_fused": float(np.asarray(step_loss(gj.last_metrics))[-1]),
         **{k: r.last_loss for k, r in torch_runners.items()},
     }
     return out
@@ -347,7 +364,7 @@ def scaling_worker(name: str, batch: int, steps: int, repeats: int) -> dict[str,
             state, metrics = engine.run(engine.place_state(host), stack)
             _block(metrics)
             compile_s = time.perf_counter() - t0
-            losses = np.asarray(metrics["loss"]).reshape(steps, -1)[:, 0].tolist()
+            losses = np.asarray(step_loss(metrics)).reshape(steps, -1)[:, 0].tolist()
             times = []
             for _ in range(repeats):
                 t0 = time.perf_counter()

@@ -140,6 +140,33 @@ SPECS: dict[str, BenchSpec] = {
             task=_vqvae_task,
         ),
         BenchSpec(
+            "gan_mlp",
+            "gan",
+            "mnist",
+            (
+                "model.architecture=mlp",
+                "model.generator_features=256,256",
+                "model.discriminator_features=256,256",
+                "model.d_steps=1",
+                "data.flatten=true",
+            ),
+            "gan",
+            "GAN, MLP G 64-256-256-784 (ReLU, sigmoid) / D 784-256-256-1 (leaky ReLU 0.2); "
+            "one step = one D + one G update (Adam each); D: non-saturating loss + R1 "
+            "(gamma=1, input gradient on real data, double backward); G-weight EMA",
+        ),
+        BenchSpec(
+            "gan_dcgan",
+            "gan",
+            "mnist",
+            ("model.d_steps=1",),
+            "gan",
+            "DCGAN 28x28, no batch norm: G Dense 64->7x7x128, 4x4 stride-2 deconv 128-64 (ReLU), "
+            "3x3 conv, sigmoid / D 4x4 stride-2 conv 64-128 (leaky ReLU 0.2), Dense 1; one step "
+            "= one D + one G update (Adam each); D: non-saturating loss + R1 (gamma=1, double "
+            "backward); G-weight EMA",
+        ),
+        BenchSpec(
             "cyclevae",
             "cyclevae",
             "digits",

@@ -4,7 +4,9 @@ Each twin reads the same resolved ``RunConfig`` as the genjax task (``benchmarks
 layer sizes, optimizer, batch and preprocessing match; it runs in float32 on the CPU with
 torch's default thread count. ``build(name, config, info, image_max, compile=False)`` returns
 a callable train step ``step(raw_batch) -> loss`` over torch tensors
-(``common.to_torch_batch``), with ``step.num_params()``.
+(``common.to_torch_batch``), with ``step.num_params()``. A multi-player twin (the GAN's
+discriminator and generator) updates every player in one call and returns the sum of their
+losses.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ TWINS = {
     "ppca": "benchmarks.torch_reference.ppca",
     "vae": "benchmarks.torch_reference.vae",
     "vqvae": "benchmarks.torch_reference.vqvae",
+    "gan": "benchmarks.torch_reference.gan",
     "cyclevae": "benchmarks.torch_reference.cyclevae",
 }
 

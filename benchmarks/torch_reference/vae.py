@@ -7,51 +7,13 @@ import torch
 from torch import nn
 
 from benchmarks.torch_reference.common import (
+    ConvDecoder,
+    ConvEncoder,
     TrainStep,
-    activation,
     gaussian_kl,
     log_likelihood,
     mlp,
-    same_padding,
 )
-
-
-class ConvEncoder(nn.Sequential):
-    """``genjax.nn.ConvEncoder``: stride-2 ``k x k`` convolutions, each followed by ``act``."""
-
-    def __init__(self, in_channels: int, features, kernel_size: int, act: str):
-        pad = same_padding(kernel_size)
-        layers: list[nn.Module] = []
-        for width in features:
-            layers += [nn.Conv2d(in_channels, width, kernel_size, 2, pad), activation(act)]
-            in_channels = width
-        super().__init__(*layers)
-
-
-class ConvDecoder(nn.Module):
-    """``genjax.nn.ConvDecoder`` for a vector input: ``Linear`` to a ``features[0]``-channel
-    map at ``1 / 2^n`` of the image size, ``n`` stride-2 transposed convolutions, and a
-    stride-1 3 x 3 output convolution."""
-
-    def __init__(self, latent_dim: int, image_shape, features, kernel_size: int, act: str):
-        super().__init__()
-        h, w, c = image_shape
-        n = len(features)
-        self.start = (features[0], h // 2**n, w // 2**n)
-        self.project = nn.Linear(latent_dim, features[0] * self.start[1] * self.start[2])
-        self.act = activation(act)
-        pad = same_padding(kernel_size)
-        layers: list[nn.Module] = []
-        in_channels = features[0]
-        for width in features:
-            layers += [nn.ConvTranspose2d(in_channels, width, kernel_size, 2, pad), activation(act)]
-            in_channels = width
-        layers.append(nn.Conv2d(in_channels, c, 3, 1, 1))
-        self.body = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.project(z)).view(z.shape[0], *self.start)
-        return self.body(h)
 
 
 class VAE(nn.Module):

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from benchmarks import roofline, run, specs
-from genjax.models import ppca
+from experiments.models import gan as gan_experiment
+from genjax.models import gan, ppca
 from genjax.train import init_state
 
 
@@ -82,6 +83,45 @@ def test_runner_writes_json_table_and_plot(tmp_path):
         assert "error" in row["methods"]["torch_eager"]
 
 
+def test_runner_times_a_two_player_gan(tmp_path):
+    """The GAN's step is two engine players (``disc/loss``, ``gen/loss``, no ``loss``)."""
+    out = run.main(
+        [
+            "--models",
+            "gan_mlp",
+            "--batch",
+            "4",
+            "--repeats",
+            "2",
+            "--target-s",
+            "0.001",
+            "--matmul-n",
+            "64",
+            "--no-compile",
+            "--no-scaling",
+            "--results-dir",
+            str(tmp_path),
+        ]
+    )
+    assert not out.get("failed")
+    (row,) = out["rows"]
+    assert row["model"] == "gan_mlp" and row["config"]["model_config"]["d_steps"] == 1
+    for method in ("genjax_step", "genjax_fused"):
+        assert row["methods"][method]["steps_per_s"] > 0
+    assert all(math.isfinite(v) for v in row["final_loss"].values())
+    if run.torch_available():
+        assert row["torch_num_params"] == row["num_params"]
+        assert row["methods"]["torch_eager"]["steps_per_s"] > 0
+
+
+def test_step_loss_sums_the_players_losses():
+    assert run.step_loss({"loss": 1.5, "x": 2.0}) == 1.5
+    got = run.step_loss({"disc/loss": np.array([1.0, 2.0]), "gen/loss": np.array([0.5, 0.5])})
+    np.testing.assert_allclose(got, [1.5, 2.5])
+    with pytest.raises(KeyError, match="no 'loss'"):
+        run.step_loss({"d_real": 0.5})
+
+
 def test_torch_twins_match_parameter_counts():
     pytest.importorskip("torch")
     from benchmarks import torch_reference
@@ -95,6 +135,7 @@ def test_torch_twins_match_parameter_counts():
         n_genjax = sum(math.prod(x.shape) for x in jax.tree.leaves(shapes))
         twin = torch_reference.build(built.spec.torch_twin, built.config, built.info, 255)
         assert twin.num_params() == n_genjax, name
+    assert {"gan_mlp", "gan_dcgan"} <= set(specs.available())
 
 
 def test_torch_ppca_twin_computes_the_same_loss():
@@ -115,3 +156,96 @@ def test_torch_ppca_twin_computes_the_same_loss():
         x = preprocess(to_torch_batch(one), built.config.data, specs.IMAGE_MAX)
         got = float(twin.module(x))
     np.testing.assert_allclose(got, float(expected), rtol=1e-4)
+
+
+def _load_gan_params(twin, params) -> None:
+    """Copy genjax's GAN parameters into the PyTorch twin: ``Dense`` kernels transposed,
+    convolution kernels HWIO -> OIHW, transposed-convolution kernels spatially flipped
+    (``lax.conv_transpose`` correlates, ``ConvTranspose2d`` is the adjoint of a correlation),
+    and the NHWC <-> NCHW flattening order at the generator's projection and the
+    discriminator's head."""
+    import torch
+    from torch import nn
+
+    def put(module, weight, bias):
+        with torch.no_grad():
+            module.weight.copy_(torch.from_numpy(np.array(weight)))
+            module.bias.copy_(torch.from_numpy(np.array(bias)))
+
+    def layers(module, kind):
+        return [m for m in module.modules() if type(m) is kind]
+
+    gen = jax.tree.map(np.asarray, params["gen"]["params"])
+    disc = jax.tree.map(np.asarray, params["disc"]["params"])["net"]
+    if "mlp" in gen:
+        for name, tree in (("generator", gen["mlp"]), ("discriminator", disc["mlp"])):
+            linears = layers(getattr(twin, name), nn.Linear)
+            assert len(linears) == len(tree)
+            for i, linear in enumerate(linears):
+                put(linear, tree[f"dense_{i}"]["kernel"].T, tree[f"dense_{i}"]["bias"])
+        return
+    g = gen["deconv"]
+    c0, h0, w0 = twin.generator.net.start
+    kernel = g["project"]["kernel"].reshape(-1, h0, w0, c0).transpose(3, 1, 2, 0)
+    bias = g["project"]["bias"].reshape(h0, w0, c0).transpose(2, 0, 1)
+    put(twin.generator.net.project, kernel.reshape(c0 * h0 * w0, -1), bias.reshape(-1))
+    deconvs = layers(twin.generator, nn.ConvTranspose2d)
+    for i, deconv in enumerate(deconvs):
+        k = g[f"deconv_{i}"]["kernel"][::-1, ::-1]  # [kh, kw, in, out], flipped
+        put(deconv, k.transpose(2, 3, 0, 1), g[f"deconv_{i}"]["bias"])
+    (out_conv,) = layers(twin.generator, nn.Conv2d)
+    put(out_conv, g["output"]["kernel"].transpose(3, 2, 0, 1), g["output"]["bias"])
+    convs = layers(twin.discriminator, nn.Conv2d)
+    for i, conv in enumerate(convs):
+        tree = disc["conv"][f"conv_{i}"]
+        put(conv, tree["kernel"].transpose(3, 2, 0, 1), tree["bias"])
+    (head,) = layers(twin.discriminator, nn.Linear)
+    channels = convs[-1].out_channels
+    k = disc["head"]["kernel"].reshape(-1, channels, 1)  # [(h, w), c, 1]
+    put(head, k.transpose(2, 1, 0).reshape(1, -1), disc["head"]["bias"])
+
+
+@pytest.mark.parametrize("name", ["gan_mlp", "gan_dcgan"])
+def test_torch_gan_twin_computes_the_same_losses(name):
+    """Same parameters, same batch, same z: the twin's discriminator loss (with the R1
+    penalty, which the configs keep on) and generator loss are genjax's objectives."""
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_reference
+
+    built = specs.build(name, 6)
+    m = built.config.model_config
+    assert m.r1_gamma > 0 and m.d_steps == 1
+    raw = built.raw_batches(1)
+    one = {k: v[0] for k, v in raw.items()}
+    state = init_state(built.task, jax.random.PRNGKey(0), built.prepare(one, jax.random.key(0)))
+    batch = built.prepare(one, jax.random.key(1))
+    disc_player, gen_player = built.task.players
+    k_d, k_g = jax.random.split(jax.random.key(2))
+    d_loss, (d_metrics, _) = disc_player.loss(state.params, state.model_state, batch, k_d)
+    g_loss, _ = gen_player.loss(state.params, state.model_state, batch, k_g)
+    assert float(d_metrics["r1"]) > 0
+
+    twin = torch_reference.build("gan", built.config, built.info, specs.IMAGE_MAX)
+    _load_gan_params(twin, state.params)
+    x = np.asarray(batch["x"])
+    if x.ndim == 4:
+        x = x.transpose(0, 3, 1, 2)  # NHWC -> NCHW
+    b = x.shape[0]
+    z_d = np.array(jax.random.normal(k_d, (b, m.latent_dim)))
+    z_g = np.array(jax.random.normal(k_g, (b, m.latent_dim)))
+    got_d = twin.discriminator_loss(torch.from_numpy(x.copy()), torch.from_numpy(z_d))
+    got_g = twin.generator_loss(torch.from_numpy(z_g))
+    # The networks themselves, on values far from the losses' log 4 at initialisation.
+    model = gan_experiment.model_from_config(m, built.info)
+    fake = np.asarray(gan.generate(model, state.params["gen"], jnp.asarray(z_g)))
+    got_fake = twin.generator(torch.from_numpy(z_g)).detach().numpy()
+    if fake.ndim == 4:
+        fake = fake.transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got_fake, fake, rtol=1e-4, atol=1e-5)
+    logits = gan.discriminator_logits(model, state.params["disc"], state.model_state, batch["x"])
+    got_logits = twin.discriminator(torch.from_numpy(x.copy())).detach().numpy()
+    np.testing.assert_allclose(got_logits, np.asarray(logits), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(float(got_d.detach()), float(d_loss), rtol=1e-4)
+    np.testing.assert_allclose(float(got_g.detach()), float(g_loss), rtol=1e-4)
+    with pytest.raises(NotImplementedError, match="R1 needs a double backward"):
+        torch_reference.build("gan", built.config, built.info, specs.IMAGE_MAX, compile=True)
