@@ -157,8 +157,8 @@ def field_scatter(
     size: float = 2.0,
 ) -> Path:
     """A scalar field on a 2-D grid (``values [len(ys), len(xs)]``, e.g. a discriminator's
-    ``D(x)``) as filled contours, with ``points [N, 2]`` on top and ``reference`` points
-    (crosses, e.g. the true modes)."""
+    ``D(x)``) as filled contours, with ``points [N, 2]`` on top of ``reference`` points
+    (hollow circles, e.g. the true modes)."""
     v = np.asarray(values, dtype=np.float64)
     xs, ys = np.asarray(xs), np.asarray(ys)
     if v.shape != (len(ys), len(xs)):
@@ -172,10 +172,12 @@ def field_scatter(
     cb = fig.colorbar(cs, ax=ax, fraction=0.046, pad=0.04)
     if value_label:
         cb.set_label(value_label, fontsize=8)
-    ax.scatter(p[:, 0], p[:, 1], s=size, c="k", alpha=0.35, linewidths=0)
     if reference is not None:
         r = np.asarray(reference)
-        ax.scatter(r[:, 0], r[:, 1], marker="x", c="gold", s=30, linewidths=1.5)
+        ax.scatter(
+            r[:, 0], r[:, 1], marker="o", s=60, facecolors="none", edgecolors="gold", zorder=2
+        )
+    ax.scatter(p[:, 0], p[:, 1], s=size, c="k", alpha=0.35, linewidths=0, zorder=3)
     ax.set_xlim(xs[0], xs[-1])
     ax.set_ylim(ys[0], ys[-1])
     ax.set_aspect("equal")

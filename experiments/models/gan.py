@@ -348,7 +348,7 @@ def _mixture_evaluate(ctx: EvalContext, model, spec) -> dict:
         state,
         samples,
         ctx.figures / "samples.png",
-        f"{spec.name}: {m.eval_samples} samples (dots), modes (x), D(x) (colour)",
+        f"{spec.name}: {m.eval_samples} samples (dots), modes (circles), D(x) (colour)",
     )
     tests = [r for r in ctx.history if r.get("split") == "test"]
     if tests:
