@@ -282,8 +282,9 @@ def spectrograms(
     fig, axes = plt.subplots(
         len(arrays),
         1,
-        figsize=(max(5.0, min(12.0, width / 40 + 2)), 1.9 * len(arrays) + 0.5),
+        figsize=(max(5.0, min(12.0, width / 40 + 2)), 2.1 * len(arrays) + 0.5),
         squeeze=False,
+        gridspec_kw={"hspace": 0.6},  # room for each panel's title above the axis below it
     )
     for i, (ax, a) in enumerate(zip(axes[:, 0], arrays, strict=True)):
         extent = None
