@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import signal
 import sys
 import time
@@ -185,6 +184,16 @@ def threading_main() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _loss_postfix(metrics: dict) -> dict[str, str]:
+    """The progress bar's loss field(s): ``loss`` for one player, ``<player>_loss`` for each
+    player of a multi-player task (a GAN's ``disc`` and ``gen``)."""
+    if "loss" in metrics:
+        return {"loss": f"{metrics['loss']:.4g}"}
+    return {
+        f"{k.split('/')[0]}_loss": f"{v:.4g}" for k, v in metrics.items() if k.endswith("/loss")
+    }
+
+
 def fit(
     task: Task,
     train_data: Any,
@@ -349,7 +358,7 @@ def fit(
                     if on_log is not None:
                         on_log(end, record)
                     bar.set_postfix(
-                        loss=f"{last_train.get('loss', math.nan):.4g}",
+                        **_loss_postfix(last_train),
                         ex_s=f"{rate * config.batch_size:.0f}",
                         refresh=False,
                     )

@@ -385,3 +385,12 @@ def test_checkpointer_refuses_nonfinite_state(tmp_path):
         ckpt.save(bad, {"step": 0})
     ckpt.close()
     assert ckpt.steps() == []
+
+
+def test_progress_bar_shows_each_players_loss():
+    from genjax.train.loop import _loss_postfix
+
+    assert _loss_postfix({"loss": 2.0, "mse": 1.0}) == {"loss": "2"}
+    # A GAN has no "loss": the bar shows each player's, not a NaN.
+    got = _loss_postfix({"disc/loss": 1.3, "gen/loss": 0.75, "disc/r1": 0.1, "nonfinite": 0.0})
+    assert got == {"disc_loss": "1.3", "gen_loss": "0.75"}
