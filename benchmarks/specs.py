@@ -62,37 +62,15 @@ class BenchSpec:
 
 
 def _vqvae_task(config: RunConfig, info: registry.DataInfo) -> Task:
-    """The VQ-VAE alone, from the public API (``genjax.models.vqvae.Objective``).
+    """The VQ-VAE alone (``genjax.models.vqvae.Objective``, built as the experiment builds it).
 
     The experiment's ``build_task`` adds a second player, the code prior, trained in a later
     phase; the benchmark times the VQ-VAE's own update (encoder, quantiser with the EMA
     codebook and dead-code restarts, decoder), as in the model's docstring.
     """
-    from genjax.models import vqvae
+    from experiments.models.vqvae import vqvae_objective
 
-    m = config.model_config
-    model = vqvae.VQVAE(
-        input_shape=tuple(info.shape),
-        arch=m.arch,
-        num_codes=m.num_codes,
-        code_dim=m.code_dim,
-        rule=m.rule,
-        hidden=m.hidden,
-        num_stages=m.num_stages,
-        num_res_blocks=m.num_res_blocks,
-        res_hidden=m.res_hidden,
-        mlp_hidden=tuple(m.mlp_hidden),
-        num_latents=m.num_latents,
-    )
-    objective = vqvae.Objective(
-        model,
-        beta=m.beta,
-        decay=m.decay,
-        epsilon=m.epsilon,
-        codebook_init=m.codebook_init,
-        restart_after=m.restart_after,
-        reservoir_size=m.reservoir_size or None,
-    )
+    objective = vqvae_objective(config, info)
     return Task.from_loss(
         objective.init,
         objective.loss,

@@ -288,6 +288,12 @@ def _prior_model(m: VQVAEConfig, model: V.VQVAE) -> P.CausalTransformer:
     )
 
 
+def vqvae_objective(config: RunConfig, info: DataInfo) -> V.Objective:
+    """The VQ-VAE's own objective (without the prior) for ``config``, validated as for a run
+    (``ConfigError`` for bad input); the benchmarks time its update."""
+    return _checked(config, info)[1]
+
+
 def _checked(config: RunConfig, info: DataInfo):
     """Model, objective and prior for ``config`` (input errors as ConfigError)."""
     m = config.model_config
