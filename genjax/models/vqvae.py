@@ -88,7 +88,7 @@ from flax import struct
 from jax import lax
 
 from genjax import losses as L
-from genjax.nn import MLP, ConvDecoder, ConvEncoder, check_image_shape
+from genjax.nn import MLP, Conv, ConvDecoder, ConvEncoder, check_image_shape
 from genjax.nn.residual import ResidualStack
 
 __all__ = [
@@ -588,10 +588,10 @@ class VQVAE(nn.Module):
             hidden = _check_int(owner, "hidden", self.hidden, 2)
             check_image_shape(tuple(self.input_shape), stages, owner=owner)
             self.enc_conv = ConvEncoder(features=(hidden,) * stages, kernel_size=4)
-            self.enc_mid = nn.Conv(hidden, (3, 3), padding="SAME")
+            self.enc_mid = Conv(hidden, (3, 3), padding="SAME")
             self.enc_res = ResidualStack(self.num_res_blocks, self.res_hidden)
-            self.enc_out = nn.Conv(self.code_dim, (1, 1))
-            self.dec_in = nn.Conv(hidden, (3, 3), padding="SAME")
+            self.enc_out = Conv(self.code_dim, (1, 1))
+            self.dec_in = Conv(hidden, (3, 3), padding="SAME")
             self.dec_res = ResidualStack(self.num_res_blocks, self.res_hidden)
             self.dec_conv = ConvDecoder(
                 image_shape=tuple(self.input_shape),

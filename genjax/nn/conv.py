@@ -30,6 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genjax.nn.convolution import Conv, conv_general_dilated
 from genjax.nn.mlp import Activation, check_features, get_activation
 
 __all__ = [
@@ -140,7 +141,7 @@ class ConvEncoder(nn.Module):
         act = get_activation(self.activation, name="ConvEncoder.activation")
         _check_images("ConvEncoder", x)
         for i, width in enumerate(widths):
-            x = nn.Conv(width, (k, k), strides=(2, 2), padding="SAME", name=f"conv_{i}")(x)
+            x = Conv(width, (k, k), strides=(2, 2), padding="SAME", name=f"conv_{i}")(x)
             if i > 0 or self.norm_first:
                 x = _normalize(norm, x, f"norm_{i}")
             x = act(x)
@@ -218,7 +219,7 @@ class ConvDecoder(nn.Module):
         for i, width in enumerate(widths):
             x = ConvTranspose2x(width, k, name=f"deconv_{i}")(x)
             x = act(_normalize(norm, x, f"norm_{i}"))
-        return nn.Conv(out_c, (k_final, k_final), padding="SAME", name="output")(x)
+        return Conv(out_c, (k_final, k_final), padding="SAME", name="output")(x)
 
 
 def _phase_taps(kernel_size: int, pad_before: int, phase: int) -> tuple[slice, int, int] | None:
@@ -279,7 +280,7 @@ class ConvTranspose2x(nn.Module):
                     continue
                 (ta, a0, a1), (tc, c0, c1) = pa, pc
                 cols.append(
-                    jax.lax.conv_general_dilated(
+                    conv_general_dilated(
                         x,
                         kernel[ta, tc],
                         (1, 1),
@@ -310,6 +311,6 @@ class ResidualBlock(nn.Module):
         hidden = _check_int("ResidualBlock", "hidden", self.hidden, 1)
         _check_images("ResidualBlock", x)
         act = get_activation(self.activation, name="ResidualBlock.activation")
-        h = nn.Conv(hidden, (3, 3), padding="SAME", name="conv_3x3")(act(x))
-        h = nn.Conv(x.shape[-1], (1, 1), name="conv_1x1")(act(h))
+        h = Conv(hidden, (3, 3), padding="SAME", name="conv_3x3")(act(x))
+        h = Conv(x.shape[-1], (1, 1), name="conv_1x1")(act(h))
         return x + h
