@@ -79,7 +79,9 @@ class VQVAE(nn.Module):
         self.register_buffer("reservoir", torch.zeros(self.reservoir_size, d))
         self.register_buffer("last_used", torch.zeros(k, dtype=torch.long))
         self.register_buffer("data_variance", torch.tensor(-1.0))
-        self.step = 0
+        # A tensor, not a Python int: torch.compile specialises on integer module attributes
+        # and recompiled the step at every update (hitting its recompile limit).
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.metrics: dict[str, torch.Tensor] = {}
 
     def current_codebook(self) -> torch.Tensor:
@@ -102,22 +104,22 @@ class VQVAE(nn.Module):
             self.embed_sum.mul_(m.decay).add_(sums / n, alpha=1 - m.decay)
         self.last_used[idx] = self.step
         if m.restart_after:
-            dead = (self.step - incoming_last_used) >= m.restart_after
-            if self.step > 0:  # the reservoir holds the previous batch's outputs
-                rank = torch.cumsum(dead.long(), 0) - 1
-                perm = torch.randperm(self.reservoir_size)
-                candidates = self.reservoir[perm[rank % self.reservoir_size]]
-                mass = self.cluster_size.sum() / k
-                self.cluster_size[dead] = mass
-                self.embed_sum[dead] = candidates[dead] * mass
-                self.last_used[dead] = self.step
+            # No restart at the first step: the reservoir holds the previous batch's outputs.
+            dead = ((self.step - incoming_last_used) >= m.restart_after) & (self.step > 0)
+            rank = torch.cumsum(dead.long(), 0) - 1
+            perm = torch.randperm(self.reservoir_size)
+            candidates = self.reservoir[perm[rank % self.reservoir_size]]
+            mass = self.cluster_size.sum() / k
+            self.cluster_size[dead] = mass
+            self.embed_sum[dead] = candidates[dead] * mass
+            self.last_used[dead] = self.step
             self.reservoir.copy_(flat[torch.randint(0, n, (self.reservoir_size,))])
         probs = counts / n
         self.metrics = {
             "perplexity": torch.exp(-(probs * torch.log(probs + 1e-10)).sum()),
             "usage": (counts > 0).float().mean(),
         }
-        self.step += 1
+        self.step.add_(1)
 
     def forward(self, x: torch.Tensor, raw=None) -> torch.Tensor:
         del raw
