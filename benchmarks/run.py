@@ -224,10 +224,17 @@ def measure(
     use_torch: bool,
     use_compile: bool,
     matmul: roofline.Matmul,
-    min_steps: int = 4,
+    min_steps: int = 2,
     max_steps: int = 400,
+    row_budget_s: float = 45.0,
+    min_repeats: int = 3,
 ) -> dict[str, Any]:
-    """Every method for model ``name`` at ``batch`` (see the module docstring)."""
+    """Every method for model ``name`` at ``batch`` (see the module docstring).
+
+    Slow steps (the convolutional models at batch 512 take a second or more per step on two
+    cores) would make ``repeats`` alternating rounds of every method last minutes; the
+    repeats are cut so the timed rounds fit ``row_budget_s``, but never below
+    ``min_repeats`` (reported as ``repeats`` in the row)."""
     built = specs.build(name, batch)
     out: dict[str, Any] = {"model": name, "batch": batch, "config": specs.describe(built)}
 
@@ -244,6 +251,10 @@ def measure(
     per_step_s = _calibrate(fns, 1)
     steps = int(min(max_steps, max(min_steps, math.ceil(target_s / per_step_s))))
     out["steps_per_repeat"] = steps
+    methods = 2 + (2 if use_torch else 0)
+    round_s = steps * sum(_timed(f) for f in fns) / len(fns) * methods
+    repeats = min(repeats, max(min_repeats, int(row_budget_s // max(round_s, 1e-9))))
+    out["repeats"] = repeats
 
     raw = built.raw_batches(steps, seed=0)
     runners: dict[str, Callable[[], None]] = {}
