@@ -22,9 +22,10 @@ HLO says what each op is:
 * ``other``: control flow, collectives, custom calls.
 
 For dots and convolutions it also counts the FLOPs from the shapes (``2 x output elements x
-contracted size``) and divides by their own time: that rate beside the large matmul's says
-how much of the shortfall is the GEMMs' shapes (small matrices run below the peak) and how
-much is the time spent outside them.
+contracted size``; for input-dilated convolutions without the products with inserted zeros)
+and divides by their own time: that rate beside the large matmul's says how much of the
+shortfall is the GEMMs' shapes (small matrices run below the peak) and how much is the time
+spent outside them.
 
 Writes ``<results-dir>/profile.json`` and ``profile.md`` and prints the table.
 """
@@ -164,10 +165,13 @@ class HloIndex:
                 return 0.0
             rhs = labels.group(2)
             window = math.prod(kernel[i] for i, c in enumerate(rhs) if c.isdigit())
-            groups = re.search(r"feature_group_count=(\d+)", attrs)
-            per_group_in = kernel[rhs.index("i")]
-            del groups  # the kernel's "i" dimension is already the per-group input size
-            return 2.0 * out * window * per_group_in
+            # The kernel's "i" dimension is the input features per group. With an input
+            # dilation (a transposed convolution), only one window position in prod(dilation)
+            # meets a real input value: the rest multiply inserted zeros, which are not
+            # useful work (and not all backends do them), so they are not counted.
+            dilation = re.search(r"lhs_dilate=([\dx]+)", attrs)
+            zeros = math.prod(int(d) for d in dilation.group(1).split("x")) if dilation else 1
+            return 2.0 * out * window * kernel[rhs.index("i")] / zeros
         return 0.0
 
     def category(self, name: str) -> tuple[str, float]:

@@ -34,6 +34,7 @@ HLO = """HloModule jit_run, is_scheduled=true
   %img = f32[1,7,7,2]{3,2,1,0} constant({...})
   %k = f32[3,3,2,4]{3,2,1,0} constant({...})
   %conv = f32[1,5,5,4]{3,2,1,0} convolution(%img, %k), window={size=3x3}, dim_labels=b01f_01io->b01f
+  %tconv = f32[1,13,13,4]{3,2,1,0} convolution(%img, %k), @TCONV@
   %ynn_fusion = f32[8,5]{1,0} fusion(%x, %w), kind=kCustom, calls=%fused_dot
   %tanh_fusion = f32[8,5]{1,0} fusion(%d), kind=kLoop, calls=%fused_tanh
   %move_fusion = f32[5,8]{1,0} fusion(%d), kind=kLoop, calls=%fused_move
@@ -46,7 +47,10 @@ ENTRY %main (a: (s32[], f32[8,3])) -> (s32[], f32[8,3]) {
   %a = (s32[], f32[8,3]{1,0}) parameter(0)
   ROOT %loop = (s32[], f32[8,3]{1,0}) while(%a), condition=%cond, body=%body
 }
-""".replace("@RANDOM@", 'metadata={op_name="jit(run)/while/body/jit(_uniform)/threefry2x32"}')
+"""
+HLO = HLO.replace(
+    "@RANDOM@", 'metadata={op_name="jit(run)/while/body/jit(_uniform)/threefry2x32"}'
+).replace("@TCONV@", "window={size=3x3 pad=1_1x1_1 lhs_dilate=2x2}, dim_labels=b01f_01io->b01f")
 
 
 def test_exclusive_time_subtracts_directly_nested_events():
@@ -74,6 +78,8 @@ def test_hlo_index_classifies_ops_and_counts_flops_by_hand():
     assert index.category("ynn_fusion") == ("matmul", 2 * 8 * 5 * 3)
     # convolution: 2 x output elements x window x input features
     assert index.category("conv") == ("convolution", 2 * (5 * 5 * 4) * 9 * 2)
+    # input-dilated by 2x2: one window position in four meets a real input value
+    assert index.category("tconv") == ("convolution", 2 * (13 * 13 * 4) * 9 * 2 / 4)
     assert index.category("tanh_fusion") == ("elementwise", 0.0)
     assert index.category("move_fusion") == ("data movement", 0.0)
     assert index.category("copy.1") == ("data movement", 0.0)
