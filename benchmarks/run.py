@@ -30,6 +30,9 @@ Writes ``<results-dir>/results.json`` (or ``--out``), ``results.md`` (the table)
 ``XLA_FLAGS=--xla_force_host_platform_device_count=8``. On a CPU those devices share the same
 cores, so that plot checks that the paths run and agree (correctness only), not that they
 scale.
+
+Why a step falls short of the roofline: ``python -m benchmarks.profile`` (the fused step's XLA
+ops, timed by the profiler and grouped by kind).
 """
 
 from __future__ import annotations
