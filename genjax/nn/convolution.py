@@ -20,7 +20,12 @@ of gradients (the GAN's R1 penalty) stay canonical too. The backward convolution
 standard ones: the input gradient correlates the output gradient, dilated by the strides,
 with the spatially reversed kernel with ``in`` and ``out`` swapped; the kernel gradient
 correlates the input with the output gradient dilated by the strides, with the batch
-dimension as the contracted feature.
+dimension as the contracted feature. Where XLA's operand swapper would exchange input and
+kernel (a kernel larger than its input, as in the kernel gradient of an input gradient) it
+would add a window reversal, which XLA:CPU cannot hand to Eigen either; such a convolution is
+exchanged here instead, in canonical order, reversing the small output rather than the
+kernel. Measured in the same setting: the R1-style double backward went from 2,319 to 51 ms
+per step inside a scan.
 
 Scope: the CPU backend only (elsewhere, and for grouped convolutions, this is plain
 ``lax.conv_general_dilated``; XLA's GPU and TPU compilers choose layouts for convolutions
