@@ -17,21 +17,25 @@ import toy
 
 from genjax.data import Preprocess
 from genjax.train import TrainConfig, fit
-from genjax.train import checkpoint as ck
 
 workdir, steps, mode, kill_at, out = sys.argv[1:6]
 steps, kill_at = int(steps), int(kill_at)
 
 if mode == "save":
-    real_save = ck.Checkpointer.save
+    # Die at the moment Orbax would rename the finished temporary directory of step kill_at
+    # to its final name: the data is written, the checkpoint is not committed. (Dying right
+    # after Checkpointer.save returned raced the background writer, which under load had
+    # not yet created the temporary directory.)
+    from orbax.checkpoint._src.path import atomicity
 
-    def save_then_die(self, state, meta, metrics=None):
-        real_save(self, state, meta, metrics)
-        if int(state.step) == kill_at:
-            # The async write has started in the background thread; die mid-save.
+    real_finalize = atomicity.AtomicRenameTemporaryPath.finalize
+
+    async def finalize_or_die(self, *args, **kwargs):
+        if self.get_final().name == str(kill_at):
             os.kill(os.getpid(), signal.SIGKILL)
+        return await real_finalize(self, *args, **kwargs)
 
-    ck.Checkpointer.save = save_then_die
+    atomicity.AtomicRenameTemporaryPath.finalize = finalize_or_die
 
 
 def on_log(step, record):
