@@ -48,7 +48,7 @@ from typing import Any
 import jax
 
 from benchmarks import roofline, specs
-from benchmarks.run import DEFAULT_RESULTS, GenjaxRunner, machine_info
+from benchmarks.run import DEFAULT_RESULTS, GenjaxRunner, _timed, machine_info
 
 CATEGORIES = ("matmul", "convolution", "elementwise", "data movement", "rng", "other")
 _MOVEMENT = {
@@ -250,18 +250,12 @@ def profile(name: str, batch: int, steps: int, repeats: int, matmul: roofline.Ma
     gj = GenjaxRunner(built, {k: v[0] for k, v in raw.items()})
     gj.load(raw)
     gj.fused()  # warm-up
-    fn = gj.engine._cache.get("run") if hasattr(gj.engine, "_cache") else None
-    if fn is None or not hasattr(fn, "lower"):
-        raise RuntimeError("the engine's compiled scan-fused step is not reachable")
-    compiled = fn.lower(gj.engine.place_state(gj.host_state), gj.stack).compile()
-    index = HloIndex(compiled.as_text())
-    module = compiled.as_text().split("HloModule ", 1)[1].split(",", 1)[0].strip()
+    text = gj.compiled_fused().as_text()
+    index = HloIndex(text)
+    module = text.split("HloModule ", 1)[1].split(",", 1)[0].strip()
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp):
-            walls = []
-            for _ in range(repeats):
-                t = _wall(gj.fused)
-                walls.append(t)
+            walls = [_timed(gj.fused) for _ in range(repeats)]
         paths = glob.glob(f"{tmp}/**/*.xplane.pb", recursive=True)
         if not paths:
             raise RuntimeError("jax.profiler wrote no trace")
@@ -302,14 +296,6 @@ def profile(name: str, batch: int, steps: int, repeats: int, matmul: roofline.Ma
         "categories": rows,
         "top_ops": ops[:12],
     }
-
-
-def _wall(fn) -> float:
-    import time
-
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -158,6 +158,14 @@ class GenjaxRunner:
         _block(self.run_state.params)
         self.last_metrics = m
 
+    def compiled_fused(self) -> Any:
+        """The compiled executable ``Engine.run`` runs on the loaded stack (lowering the
+        engine's own jitted scan again hits JAX's compilation cache)."""
+        fn = getattr(self.engine, "_cache", {}).get("run")
+        if fn is None or not hasattr(fn, "lower"):
+            raise RuntimeError("the engine's compiled scan-fused step is not reachable")
+        return fn.lower(self.engine.place_state(self.host_state), self.stack).compile()
+
     def cost(self) -> dict[str, float]:
         """XLA's cost analysis of one update, read off the executable ``Engine.step`` runs
         (lowering the engine's own jitted step again hits JAX's compilation cache); if the
@@ -213,9 +221,9 @@ class TorchRunner:
 
 
 # ----------------------------------------------------------------------------- one measurement
-def _calibrate(fns: list[Callable[[], None]], per_call_steps: int) -> float:
-    """Seconds per step of the slowest of ``fns`` (each runs ``per_call_steps`` steps)."""
-    return max(_timed(f) for f in fns) / per_call_steps
+def _calibrate(fns: list[Callable[[], None]], per_call_steps: int) -> list[float]:
+    """Seconds per step of each of ``fns`` (each runs ``per_call_steps`` steps)."""
+    return [_timed(f) / per_call_steps for f in fns]
 
 
 def measure(
@@ -251,11 +259,11 @@ def measure(
         torch_probe = TorchRunner(built, probe_raw, compile=False)
         torch_probe.run()
         fns.append(torch_probe.run)
-    per_step_s = _calibrate(fns, 1)
-    steps = int(min(max_steps, max(min_steps, math.ceil(target_s / per_step_s))))
+    step_s = _calibrate(fns, 1)
+    steps = int(min(max_steps, max(min_steps, math.ceil(target_s / max(step_s)))))
     out["steps_per_repeat"] = steps
     methods = 2 + (2 if use_torch else 0)
-    round_s = steps * sum(_timed(f) for f in fns) / len(fns) * methods
+    round_s = steps * statistics.mean(step_s) * methods
     repeats = min(repeats, max(min_repeats, int(row_budget_s // max(round_s, 1e-9))))
     out["repeats"] = repeats
 
