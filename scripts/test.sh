@@ -1,6 +1,31 @@
 #!/usr/bin/env bash
 # Install (into .venv) and run the whole test suite, lint and format check included.
-source "$(dirname "$0")/_venv.sh" "[test]"
+# Installs everything the tests need, so that none skips (with CI set, tests/conftest.py
+# fails a skipped test): the Debian programs below, and the `test` and `bench` extras (the
+# suite checks the benchmark's PyTorch twins).
+set -euo pipefail
+
+# Debian packages the tests run, as "program:package": headless Chromium loads the report page
+# (tests/experiments/test_report.py); espeak-ng synthesises the speech data
+# (tests/models/test_cyclevae.py).
+system_deps=(chromium:chromium espeak-ng:espeak-ng)
+missing=()
+for dep in "${system_deps[@]}"; do
+  command -v "${dep%%:*}" >/dev/null 2>&1 || missing+=("${dep#*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "scripts/test.sh: apt-get install ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "scripts/test.sh: missing Debian packages, their tests will skip (and fail under CI):" \
+      "as root, apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  fi
+fi
+
+source "$(dirname "$0")/_venv.sh" "[test,bench]"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"
