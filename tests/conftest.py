@@ -1,5 +1,36 @@
+"""Session-wide settings of the test suite, and the CI rule on skipped tests.
+
+CI forbids skips. When the environment variable ``CI`` is true (``1``, ``true``, ``yes`` or
+``on``, any case; CI runs ``.ci/run`` with ``CI=true``), a skipped test is a failure, unless
+the skip is a *platform* skip. A skip counts as a platform skip exactly when
+
+* its reason starts with ``platform:`` (for example
+  ``@pytest.mark.skipif(sys.platform != "linux", reason="platform: reads /proc")``), or
+* it is pytest's own reason for a string condition that tests the operating system:
+  ``condition: <expr>`` where ``<expr>`` mentions ``sys.platform``, ``os.name`` or
+  ``platform.`` (``@pytest.mark.skipif("sys.platform == 'win32'")``).
+
+Everything else, a missing program, a missing package (``pytest.importorskip``), a plain
+``pytest.skip``, is something ``scripts/test.sh`` has to install, so in CI it fails:
+
+* a test skipped in setup, call or teardown is reported as failed there (an ``ERROR`` when
+  the skip came from a mark or fixture in setup), with a message that names the test and the
+  skip's reason; this happens where the report is made, so under pytest-xdist on the worker,
+  before the report travels to the controller;
+* a whole module skipped at collection (``pytest.importorskip`` or
+  ``pytest.skip(allow_module_level=True)`` at module level) is listed under "skips that CI
+  forbids" in the terminal summary and makes the exit status 1 (the rest of the suite still
+  runs); under pytest-xdist the controller receives these reports and decides.
+
+Expected failures (``xfail``), which pytest also reports as skipped, are not skips.
+Outside CI nothing changes: skips are skips. tests/test_ci_skip_rule.py tests the rule.
+"""
+
 import os
+import re
 import tempfile
+
+import pytest
 
 # Tests run on the CPU; float64 is enabled per-test where an oracle needs it.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -13,3 +44,75 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "genjax-test-jax-cache")
 )
+
+
+# --- CI forbids skips (the rule in this module's docstring) --------------------------------
+
+_PLATFORM_CONDITION = re.compile(r"^condition: .*(\bsys\.platform\b|\bos\.name\b|\bplatform\.)")
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple | list) and len(longrepr) == 3:  # (path, line, reason)
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def _forbidden_skip(report) -> str | None:
+    """The reason of a skip that CI forbids, or None (not a skip, an xfail, a platform
+    skip, or not in CI)."""
+    if not report.skipped or hasattr(report, "wasxfail") or not _ci():
+        return None
+    reason = _skip_reason(report).strip().removeprefix("Skipped: ")
+    if reason.startswith("platform:") or _PLATFORM_CONDITION.search(reason):
+        return None
+    return reason
+
+
+def _message(nodeid: str, reason: str) -> str:
+    return (
+        f"{nodeid} was skipped ({reason}), and skips fail when CI is set: install what it "
+        "needs (scripts/test.sh installs the suite's system and Python packages), or, if it "
+        "cannot run on this operating system at all, give the skip a reason starting with "
+        "'platform:' (tests/conftest.py)"
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    reason = _forbidden_skip(report)
+    if reason is not None:
+        report.outcome = "failed"
+        report.longrepr = _message(report.nodeid, reason)
+    return report
+
+
+_collection_skips: list[str] = []
+
+
+def pytest_collectreport(report):
+    reason = _forbidden_skip(report)
+    if reason is not None:
+        _collection_skips.append(_message(report.nodeid or "<session>", reason))
+
+
+def _is_xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    passing = session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+    if _collection_skips and passing and not _is_xdist_worker(session.config):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _collection_skips and not _is_xdist_worker(config):
+        terminalreporter.section("skips that CI forbids", sep="=", red=True, bold=True)
+        for line in _collection_skips:
+            terminalreporter.line(line)
