@@ -15,7 +15,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from genjax.data.pipeline import Batcher, Preprocess, preprocess
-from genjax.train.checkpoint import Checkpointer
+from genjax.train.checkpoint import Checkpointer, ResumeError
 from genjax.train.state import TrainState, init_state
 from genjax.train.step import STRATEGIES, Engine
 from genjax.train.task import Task
@@ -34,8 +34,7 @@ class NonFiniteError(RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
 
 
-class ResumeError(RuntimeError):
-    """The checkpoint in the work directory belongs to a different data setup."""
+_INT32_MAX = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +54,8 @@ class TrainConfig:
       eval_every: steps between evaluations on the test split (0: only at the end).
       checkpoint_every: steps between checkpoints (one is always written at the end).
       keep_checkpoints: how many recent checkpoints to keep.
-      best_metric: evaluation metric whose best checkpoint is kept as well ('' for none).
+      best_metric: evaluation metric whose best checkpoint is kept as well ('' for none);
+        ``fit`` evaluates once before training to check that the evaluation reports it.
       best_mode: ``max`` or ``min`` for ``best_metric``.
       max_bad_steps: consecutive non-finite steps after which the run stops with an error.
       async_checkpoints: write checkpoints in the background (Orbax async).
@@ -81,12 +81,15 @@ class TrainConfig:
 
     def __post_init__(self):
         positive = ("steps", "batch_size", "fuse_steps", "log_every", "checkpoint_every")
-        for name in (*positive, "keep_checkpoints", "max_bad_steps"):
+        for name in (*positive, "keep_checkpoints", "max_bad_steps", "eval_every"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"train.{name} must be an integer >= 1, got {value!r}")
-        if not isinstance(self.eval_every, int) or self.eval_every < 0:
-            raise ValueError(f"train.eval_every must be an integer >= 0, got {self.eval_every!r}")
+            low = 0 if name == "eval_every" else 1
+            # The step counter (and with it every step number) is int32 on the device.
+            integer = isinstance(value, int) and not isinstance(value, bool)
+            if not integer or not low <= value <= _INT32_MAX:
+                raise ValueError(
+                    f"train.{name} must be an integer in [{low}, {_INT32_MAX}], got {value!r}"
+                )
         if self.strategy not in STRATEGIES:
             raise ValueError(f"train.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.compute_dtype not in ("float32", "bfloat16"):
@@ -108,18 +111,16 @@ class FitResult:
     last_eval: dict
 
 
-def chunk_ends(start: int, config: TrainConfig) -> list[int]:
-    """The absolute steps at which compiled chunks end, from ``start`` to ``config.steps``."""
+def chunk_ends(start: int, config: TrainConfig) -> Iterator[int]:
+    """The absolute steps at which compiled chunks end, from ``start`` to ``config.steps``
+    (generated as the run goes, so a long run costs no memory up front)."""
     marks = [config.fuse_steps, config.log_every, config.checkpoint_every]
     if config.eval_every:
         marks.append(config.eval_every)
-    ends = []
     s = start
     while s < config.steps:
-        nxt = min(min((s // m + 1) * m for m in marks), config.steps)
-        ends.append(nxt)
-        s = nxt
-    return ends
+        s = min(min((s // m + 1) * m for m in marks), config.steps)
+        yield s
 
 
 class MetricsLog:
@@ -256,6 +257,11 @@ def fit(
         "seed": config.seed,
     }
 
+    if config.best_metric and evaluate is None:
+        raise ValueError(
+            f"train.best_metric={config.best_metric!r} ranks checkpoints by an evaluation "
+            "metric, but this run has no evaluation (pass evaluate=...)"
+        )
     ckpt = Checkpointer(
         workdir / "checkpoints",
         keep=config.keep_checkpoints,
@@ -263,20 +269,20 @@ def fit(
         best_mode=config.best_mode,
         asynchronous=config.async_checkpoints,
     )
-    restored = ckpt.restore_latest(host_template)
-    if restored is None:
-        host_state, start = host_template, 0
-    else:
-        host_state, meta = restored
-        if meta.get("data") != data_meta:
-            ckpt.close()
-            raise ResumeError(
-                f"the checkpoint in {workdir} was made with data {meta.get('data')}, "
-                f"this run has {data_meta}; use another work directory"
-            )
-        start = int(host_state.step)
+    try:
+        host_state, start = _restore(ckpt, host_template, data_meta, workdir)
+    except BaseException:
+        ckpt.close()
+        raise
     del fresh
     state = engine.place_state(host_state)
+    if config.best_metric and start < config.steps:
+        # Name a misspelt metric now, not after training up to the first evaluation.
+        try:
+            _check_best_metric(config, evaluate(engine.params(state), _model_state(engine, state)))
+        except BaseException:
+            ckpt.close()
+            raise
     log = MetricsLog(workdir / "metrics.jsonl", resume_step=start)
 
     resident = None
@@ -371,6 +377,7 @@ def fit(
                         ).items()
                     }
                     log.write({"step": end, "split": "test", **last_eval})
+                    _check_best_metric(config, last_eval)
                 if at_eval and on_eval is not None:
                     on_eval(end, engine.params(state), _model_state(engine, state))
                 if at_ckpt or stop.requested:
@@ -395,6 +402,38 @@ def fit(
         last_train=last_train,
         last_eval=last_eval,
     )
+
+
+def _restore(
+    ckpt: Checkpointer, template: TrainState, data_meta: dict, workdir: Path
+) -> tuple[TrainState, int]:
+    """The state to start from, and its step: the newest readable checkpoint, or
+    ``template`` (step 0) when there is none. Raises ``ResumeError`` when the checkpoints are
+    another model's (other parameter leaves, shapes or dtypes) or another data setup's; those
+    are left untouched."""
+    try:
+        restored = ckpt.restore_latest(template)
+    except ResumeError as err:
+        raise ResumeError(
+            f"cannot resume the run in {workdir}: {err}; use another work directory"
+        ) from None
+    if restored is None:
+        return template, 0
+    state, meta = restored
+    if meta.get("data") != data_meta:
+        raise ResumeError(
+            f"the checkpoint in {workdir} was made with data {meta.get('data')}, "
+            f"this run has {data_meta}; use another work directory"
+        )
+    return state, int(state.step)
+
+
+def _check_best_metric(config: TrainConfig, metrics: dict) -> None:
+    if config.best_metric and config.best_metric not in metrics:
+        raise ValueError(
+            f"train.best_metric={config.best_metric!r} is not one of the evaluation's metrics "
+            f"{sorted(metrics)}"
+        )
 
 
 def _model_state(engine: Engine, state: TrainState):
