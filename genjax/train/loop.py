@@ -257,11 +257,14 @@ def fit(
         "seed": config.seed,
     }
 
-    if config.best_metric and evaluate is None:
-        raise ValueError(
-            f"train.best_metric={config.best_metric!r} ranks checkpoints by an evaluation "
-            "metric, but this run has no evaluation (pass evaluate=...)"
-        )
+    if config.best_metric:
+        # Name a misspelt metric now, before anything is written, not at the first evaluation.
+        if evaluate is None:
+            raise ValueError(
+                f"train.best_metric={config.best_metric!r} ranks checkpoints by an evaluation "
+                "metric, but this run has no evaluation (pass evaluate=...)"
+            )
+        _check_best_metric(config, evaluate(fresh.params, fresh.model_state))
     ckpt = Checkpointer(
         workdir / "checkpoints",
         keep=config.keep_checkpoints,
@@ -276,13 +279,6 @@ def fit(
         raise
     del fresh
     state = engine.place_state(host_state)
-    if config.best_metric and start < config.steps:
-        # Name a misspelt metric now, not after training up to the first evaluation.
-        try:
-            _check_best_metric(config, evaluate(engine.params(state), _model_state(engine, state)))
-        except BaseException:
-            ckpt.close()
-            raise
     log = MetricsLog(workdir / "metrics.jsonl", resume_step=start)
 
     resident = None
