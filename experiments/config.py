@@ -241,22 +241,45 @@ def replace_sections(config: RunConfig, changes: dict[str, dict[str, Any]]) -> R
 def from_dict(d: dict, model_config_cls: type) -> RunConfig:
     """Rebuild a ``RunConfig`` from ``config.json``."""
 
-    def build(cls, values):
+    def build(cls, values, section):
+        if not isinstance(values, dict):
+            raise ConfigError(f"section {section!r} must be an object, got {values!r}")
         values = dict(values)
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"section {section!r} has key {unknown[0]!r}, which {cls.__name__} does not take "
+                f"(it takes {', '.join(names)})"
+            )
         hints = typing.get_type_hints(cls)
         for k, v in values.items():
             if isinstance(v, list) and typing.get_origin(hints.get(k)) is tuple:
                 values[k] = tuple(v)
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"section {section!r}: {err}") from None
 
+    missing = [k for k in ("model", "dataset", *_SECTION_KEYS) if k not in d]
+    if missing:
+        raise ConfigError(f"no {missing[0]!r} entry")
+    extra = sorted(set(d) - {"model", "dataset", *_SECTION_KEYS})
+    if extra:
+        raise ConfigError(f"unknown entry {extra[0]!r}")
     return RunConfig(
         model=d["model"],
         dataset=d["dataset"],
-        model_config=build(model_config_cls, d["model_config"]),
-        train=build(TrainConfig, d["train"]),
-        optimizer=build(OptimizerConfig, d["optimizer"]),
-        data=build(DataConfig, d["data"]),
+        model_config=build(model_config_cls, d["model_config"], "model_config"),
+        train=build(TrainConfig, d["train"], "train"),
+        optimizer=build(OptimizerConfig, d["optimizer"], "optimizer"),
+        data=build(DataConfig, d["data"], "data"),
     )
+
+
+_SECTION_KEYS = ("model_config", "train", "optimizer", "data")
 
 
 def describe_fields(cls) -> list[tuple[str, str, str]]:

@@ -85,6 +85,9 @@ class ModelSpec:
     headline: tuple[tuple[str, str, str | None, str], ...] = ()
     #: Figures (file names under figures/) shown first in the report, in this order.
     key_figures: tuple[str, ...] = ()
+    #: Files and folders the model's evaluation writes at the top of the work directory,
+    #: besides the command's own: what ``--overwrite`` may remove.
+    outputs: tuple[str, ...] = ()
 
 
 # Model name -> module that defines ``SPEC``. Importing lazily keeps ``--help`` fast and lets

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,16 @@ def data_info(config: RunConfig, dataset) -> registry.DataInfo:
         num_classes=dataset.num_classes,
         image_shape=tuple(int(d) for d in image.shape[1:]) if image is not None else None,
     )
+
+
+def initial_state(spec: registry.ModelSpec, config: RunConfig, info: registry.DataInfo, task):
+    """The train state a run of ``config`` starts from (host arrays), built from the input's
+    shape alone: the template a checkpoint is restored into."""
+    example = {"x": jnp.zeros((1, *info.shape), jnp.float32), "label": jnp.zeros((1,), jnp.int32)}
+    state = jax.jit(lambda rng: init_state(task, rng, example))(
+        jax.random.PRNGKey(config.train.seed)
+    )
+    return jax.tree.map(np.asarray, state)
 
 
 @dataclasses.dataclass
@@ -75,44 +86,89 @@ class Run:
         )
 
 
+class RunError(ValueError):
+    """A work directory cannot be loaded as a genjax run; the message names the file and the
+    problem."""
+
+
+def _read_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise RunError(f"{path} is missing: the directory holds no complete genjax run ({what})")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise RunError(f"{path} is not valid JSON ({err}); it should hold {what}") from None
+
+
 def load_run(workdir: str | Path) -> Run:
-    """Load the run in ``workdir``: its config, newest readable checkpoint, bound functions."""
+    """Load the run in ``workdir``: its config, newest readable checkpoint, bound functions.
+
+    Raises ``FileNotFoundError`` for a directory that does not exist, ``RunError`` (one line
+    naming the file and what is wrong) for anything else that is not a loadable run: a
+    missing or malformed ``config.json`` / ``data_info.json``, a model this genjax does not
+    have, config keys its model does not take, checkpoints of another model (a config edited
+    after training), or no readable checkpoint. When ``summary.json`` describes a later step
+    than the newest readable checkpoint (the final one is damaged), it warns and leaves
+    ``summary`` as None, since the summary does not describe the parameters loaded.
+    """
     workdir = Path(workdir)
+    if not workdir.is_dir():
+        raise FileNotFoundError(f"run directory {workdir} does not exist")
     config_path = workdir / "config.json"
-    if not config_path.exists():
-        raise FileNotFoundError(f"{workdir} holds no genjax run (no config.json)")
-    raw = json.loads(config_path.read_text())
+    raw = _read_json(config_path, "the run's configuration")
+    if not isinstance(raw, dict) or "model" not in raw:
+        raise RunError(f"{config_path} is not a genjax run's configuration (no 'model' key)")
+    if raw["model"] not in registry.model_names():
+        raise RunError(
+            f"{config_path} names model {raw['model']!r}, which this genjax does not have "
+            f"(it has {', '.join(registry.model_names())})"
+        )
     spec = registry.get(raw["model"])
-    config = from_dict(raw, spec.config_cls)
-    info_raw = json.loads((workdir / "data_info.json").read_text())
-    info = registry.DataInfo(
-        name=info_raw["name"],
-        shape=tuple(info_raw["shape"]),
-        num_classes=info_raw["num_classes"],
-        image_shape=tuple(info_raw["image_shape"]) if info_raw["image_shape"] else None,
-    )
+    try:
+        config = from_dict(raw, spec.config_cls)
+    except ConfigError as err:
+        raise RunError(f"{config_path}: {err}") from None
+    info_path = workdir / "data_info.json"
+    info_raw = _read_json(info_path, "the shape of the model's input")
+    try:
+        info = registry.DataInfo(
+            name=info_raw["name"],
+            shape=tuple(info_raw["shape"]),
+            num_classes=info_raw["num_classes"],
+            image_shape=tuple(info_raw["image_shape"]) if info_raw["image_shape"] else None,
+        )
+    except (KeyError, TypeError) as err:
+        raise RunError(f"{info_path} lacks or mangles the entry {err}") from None
     task = spec.build_task(config, info)
-    example = {"x": jnp.zeros((1, *info.shape), jnp.float32), "label": jnp.zeros((1,), jnp.int32)}
-    template = jax.tree.map(
-        np.asarray,
-        jax.jit(lambda rng: init_state(task, rng, example))(jax.random.PRNGKey(config.train.seed)),
-    )
+    template = initial_state(spec, config, info, task)
     ckpt = Checkpointer(workdir / "checkpoints", asynchronous=False, read_only=True)
     try:
         restored = ckpt.restore_latest(template)
+    except ResumeError as err:
+        raise RunError(f"{err}; was {config_path} edited after the run was trained?") from None
     finally:
         ckpt.close()
     if restored is None:
-        raise FileNotFoundError(f"{workdir} has no readable checkpoint yet")
+        raise RunError(f"{workdir / 'checkpoints'} holds no readable checkpoint yet")
     state, _ = restored
+    step = int(state.step)
     summary_path = workdir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    summary = _read_json(summary_path, "the run's summary") if summary_path.exists() else None
+    if summary is not None and summary.get("steps") != step:
+        warnings.warn(
+            f"{summary_path} describes step {summary.get('steps')}, but the newest readable "
+            f"checkpoint is step {step}; loading step {step} with no summary (rerun the "
+            "command to finish the run)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        summary = None
     functions = spec.bind(config, info, state.params, state.model_state)
     return Run(
         workdir=workdir,
         config=config,
         info=info,
-        step=int(state.step),
+        step=step,
         params=state.params,
         model_state=state.model_state,
         summary=summary,

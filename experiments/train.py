@@ -28,6 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from experiments import registry
@@ -39,7 +40,7 @@ from experiments.config import (
     apply_overrides,
     describe_fields,
 )
-from experiments.runs import RUN_ERRORS, data_info, load_split
+from experiments.runs import RUN_ERRORS, data_info, initial_state, load_split
 from genjax.train import NonFiniteError, TrainConfig
 
 PROG = "genjax-train"
@@ -105,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="discard a different run found in --workdir instead of refusing",
+        help="discard a different genjax run found in --workdir instead of refusing (only the "
+        "files a run writes; a directory holding anything else is never emptied)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
     return parser
@@ -139,8 +141,42 @@ def _diff(a: dict, b: dict, prefix="") -> list[str]:
     return out
 
 
+#: What the command itself writes at the top of a work directory (a model's evaluation adds
+#: its ``ModelSpec.outputs``). ``--overwrite`` removes these and nothing else.
+RUN_OUTPUTS = (
+    "config.json",
+    "data_info.json",
+    "metrics.jsonl",
+    "checkpoints",
+    "corrupt_checkpoints",
+    "figures",
+    "summary.json",
+    "summary.json.tmp",
+    "wall.json",
+)
+_CONFIG_KEYS = {"model", "dataset", "model_config", "train", "optimizer", "data"}
+
+
+def _run_outputs(model: object) -> set[str]:
+    names = set(RUN_OUTPUTS)
+    if isinstance(model, str) and model in registry.model_names():
+        with contextlib.suppress(ImportError):
+            names.update(registry.get(model).outputs)
+    return names
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(sorted(names)[:4])
+    return shown + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+
 def prepare_workdir(workdir: Path, config: RunConfig, overwrite: bool) -> None:
-    """Create ``workdir`` (or check it holds this same run) and write ``config.json``."""
+    """Create ``workdir`` (or check it holds this same run) and write ``config.json``.
+
+    A directory is only ever emptied when it holds a genjax run (a ``config.json`` with a
+    run's sections) of another configuration, ``overwrite`` is set, and every entry in it is
+    one a run writes; anything else in it is refused before a file is touched.
+    """
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write-test-"):
@@ -150,12 +186,23 @@ def prepare_workdir(workdir: Path, config: RunConfig, overwrite: bool) -> None:
             f"work directory {str(workdir)!r} is not writable: {err.strerror}"
         ) from None
     config_path = workdir / "config.json"
-    if config_path.exists():
+    entries = [p.name for p in workdir.iterdir()]
+    current = json.loads(config.to_json())
+    if entries and not config_path.is_file():
+        raise UsageError(
+            f"work directory {str(workdir)!r} is not empty and holds no genjax run "
+            f"({_listing(entries)}); choose an empty or new directory"
+        )
+    if entries:
         try:
             previous = json.loads(config_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            previous = {"unreadable": True}
-        current = json.loads(config.to_json())
+        except (OSError, ValueError):
+            previous = None
+        if not isinstance(previous, dict) or not set(previous) >= _CONFIG_KEYS:
+            raise UsageError(
+                f"{str(config_path)!r} is not the configuration of a genjax run; the directory "
+                "is left as it is: choose another --workdir"
+            )
         if previous != current:
             if not overwrite:
                 what = (
@@ -170,16 +217,19 @@ def prepare_workdir(workdir: Path, config: RunConfig, overwrite: bool) -> None:
                     f"work directory {str(workdir)!r} holds a run of {what}; "
                     "pass --overwrite to discard it, or choose another --workdir"
                 )
-            for child in workdir.iterdir():
-                if child.is_dir():
+            foreign = [name for name in entries if name not in _run_outputs(previous["model"])]
+            if foreign:
+                raise UsageError(
+                    f"not emptying {str(workdir)!r}: besides a genjax run it holds "
+                    f"{_listing(foreign)}, which no run writes; move them or choose another "
+                    "--workdir"
+                )
+            for name in entries:
+                child = workdir / name
+                if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child)
                 else:
                     child.unlink()
-    elif any(p.name != "config.json" for p in workdir.iterdir()) and not overwrite:
-        raise UsageError(
-            f"work directory {str(workdir)!r} is not empty and holds no genjax run; "
-            "choose an empty or new directory"
-        )
     config_path.write_text(config.to_json() + "\n")
 
 
@@ -224,7 +274,27 @@ def prepare(config: RunConfig) -> Prepared:
         )
     info = data_info(config, train)
     task = spec.build_task(config, info)
+    if config.train.best_metric:
+        _check_best_metric(config, spec, info, task, test)
     return Prepared(config, spec, train, test, info, task)
+
+
+def _check_best_metric(config: RunConfig, spec, info, task, test) -> None:
+    """``train.best_metric`` must name one of the metrics the model evaluates during
+    training (checked on the initial parameters, before the work directory is touched)."""
+    name = config.train.best_metric
+    if spec.eval_during is None:
+        raise ConfigError(
+            f"train.best_metric={name!r}: the {config.model} model evaluates nothing during "
+            "training, so no checkpoint can be ranked; leave it empty"
+        )
+    state = initial_state(spec, config, info, task)
+    names = sorted(spec.eval_during(config, info, test)(state.params, state.model_state))
+    if name not in names:
+        raise ConfigError(
+            f"train.best_metric={name!r} is not one of the {config.model} model's evaluation "
+            f"metrics: {', '.join(names)}"
+        )
 
 
 def run(prepared: Prepared, workdir: Path, *, progress: bool = True) -> dict:
@@ -284,6 +354,37 @@ def run(prepared: Prepared, workdir: Path, *, progress: bool = True) -> dict:
     return summary
 
 
+def _finished_summary(workdir: Path, config: RunConfig) -> dict | None:
+    """``summary.json`` if the run in ``workdir`` is finished: the summary is of the last step
+    and the checkpoint of that step reads back whole. Otherwise None, and the run resumes
+    from its newest readable checkpoint (saying why, when a summary was there)."""
+    from genjax.train import Checkpointer
+
+    try:
+        summary = json.loads((workdir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("steps") != config.train.steps:
+        return None
+    ckpt = Checkpointer(workdir / "checkpoints", asynchronous=False, read_only=True)
+    try:
+        # The training that follows reports each damaged checkpoint (and moves it aside).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            newest = ckpt.newest_readable_step()
+    finally:
+        ckpt.close()
+    if newest == config.train.steps:
+        return summary
+    print(
+        f"{PROG}: the run's final checkpoint (step {config.train.steps}) is missing or "
+        f"unreadable; training again from "
+        + (f"step {newest}" if newest is not None else "the start"),
+        file=sys.stderr,
+    )
+    return None
+
+
 def _previous_wall(workdir: Path) -> float:
     """Wall time of earlier invocations that stopped early (recorded in ``wall.json``; one
     ended by SIGKILL could not record its time and is not counted)."""
@@ -306,17 +407,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         config = resolve_config(args.model, args.dataset, args.overrides)
+        if not args.workdir.strip():
+            raise UsageError("--workdir is empty; name the run's directory")
         workdir = Path(args.workdir).expanduser().absolute()
-        summary_path = workdir / "summary.json"
         prepared = prepare(config)
         prepare_workdir(workdir, config, args.overwrite)
-        if summary_path.exists():
-            summary = json.loads(summary_path.read_text())
-            if summary.get("steps") == config.train.steps:
-                if not args.quiet:
-                    print(f"{PROG}: run already finished; not retraining", file=sys.stderr)
-                    _print_summary(summary, workdir)
-                return 0
+        summary = _finished_summary(workdir, config)
+        if summary is not None:
+            if not args.quiet:
+                print(f"{PROG}: run already finished; not retraining", file=sys.stderr)
+                _print_summary(summary, workdir)
+            return 0
         t0 = time.perf_counter()
         try:
             summary = run(prepared, workdir, progress=not args.quiet)

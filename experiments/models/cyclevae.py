@@ -489,4 +489,5 @@ SPEC = ModelSpec(
         ),
     ),
     key_figures=("conversion_grid.png", "conversion_grid_cycle0.png", "pair_accuracy.png"),
+    outputs=(COMPARE_DIR, "classifier"),
 )

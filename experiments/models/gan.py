@@ -505,4 +505,5 @@ SPEC = ModelSpec(
         ),
     ),
     key_figures=("samples.png", "class_histogram.png", "mode_coverage.png"),
+    outputs=("classifier",),
 )

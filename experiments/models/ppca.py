@@ -228,4 +228,5 @@ SPEC = ModelSpec(
         ),
     ),
     key_figures=("samples.png", "reconstructions.png", "principal_directions.png"),
+    outputs=("q_selection.json",),
 )

@@ -456,4 +456,5 @@ SPEC = ModelSpec(
         ),
     ),
     key_figures=("samples.png", "reconstructions.png", "interpolation.png", "manifold.png"),
+    outputs=("iwae_curve.json",),
 )

@@ -754,4 +754,5 @@ SPEC = ModelSpec(
         "code_usage_histogram_ema_restart.png",
         "code_usage_histogram_plain.png",
     ),
+    outputs=("compare", "comparison.json"),
 )

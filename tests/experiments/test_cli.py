@@ -37,7 +37,9 @@ def workdir(tmp_path):
 def _existing_run(tmp_path, **changes):
     d = tmp_path / "existing"
     d.mkdir()
-    cfg = {"model": "ppca", "dataset": "digits"}
+    # The sections of a run's config.json (their values do not matter here).
+    cfg = {"model": "ppca", "dataset": "digits", "model_config": {}, "train": {},
+           "optimizer": {}, "data": {}}  # fmt: skip
     cfg.update(changes)
     (d / "config.json").write_text(json.dumps(cfg))
     return str(d)
@@ -99,6 +101,17 @@ def _cases(tmp_path):
             "tfds build mnist",
         ),
         ([*BASE, "--workdir", w, "--bogus"], "unrecognized arguments: --bogus"),
+        ([*BASE, "--workdir", ""], "--workdir is empty"),
+        ([*BASE, "--workdir", "  "], "--workdir is empty"),
+        (
+            [*BASE, "--workdir", w, "--set", "train.steps=99999999999999999999"],
+            "train.steps must be an integer in [1, 2147483647]",
+        ),
+        (
+            [*BASE, "--workdir", w, "--set", "train.best_metric=elbo"],
+            "train.best_metric='elbo' is not one of the ppca model's evaluation metrics: "
+            "test_log_likelihood",
+        ),
         # The GAN's own checks (issue: latent size, learning rates, shapes the DCGAN can take).
         ([*GAN, "--workdir", w, "--set", "model.latent_dim=0"], "model.latent_dim must be >= 1"),
         ([*GAN, "--workdir", w, "--set", "model.d_learning_rate=-0.1"], "d_learning_rate"),
@@ -225,3 +238,117 @@ def test_load_run_reproduces_the_reported_metric(finished_run):
     assert run.encode(x[:3]).shape == (3, run.config.model_config.latent_dim)
     with pytest.raises(AttributeError, match="has no 'convert'"):
         run.convert
+
+
+def _digest(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_directory_that_is_not_a_run_is_never_emptied(tmp_path, capsys, monkeypatch):
+    # A config.json that is not a run's, beside the user's file: refused with or without
+    # --overwrite, and also when it is the current directory.
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    (d / "important.txt").write_text("x")
+    before = _digest(d)
+    for extra in ([], ["--overwrite"]):
+        code, err = _cli([*BASE, "--workdir", str(d), *SMALL, "--quiet", *extra], capsys)
+        assert code == 2 and "is not the configuration of a genjax run" in err, err
+    monkeypatch.chdir(d)
+    code, err = _cli([*BASE, "--workdir", ".", *SMALL, "--quiet", "--overwrite"], capsys)
+    assert code == 2, err
+    assert _digest(d) == before
+    # No config.json at all: refused even with --overwrite (nothing is written into it).
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("mine")
+    code, err = _cli([*BASE, "--workdir", str(junk), *SMALL, "--quiet", "--overwrite"], capsys)
+    assert code == 2 and "holds no genjax run (notes.txt)" in err, err
+    assert sorted(p.name for p in junk.iterdir()) == ["notes.txt"]
+
+
+def test_overwrite_removes_only_what_a_run_writes(tmp_path, capsys):
+    work = tmp_path / "run"
+    short = [*SMALL, "--set", "train.steps=50", "--set", "train.checkpoint_every=50", "--quiet"]
+    assert _cli([*BASE, "--workdir", str(work), *short], capsys)[0] == 0
+    (work / "my_notes.txt").write_text("the user's")
+    before = _digest(work)
+    code, err = _cli([*BASE, "--workdir", str(work), *SMALL, "--quiet", "--overwrite"], capsys)
+    assert code == 2 and "my_notes.txt, which no run writes" in err, err
+    assert _digest(work) == before  # refused before a file was touched
+    (work / "my_notes.txt").unlink()
+    code, err = _cli([*BASE, "--workdir", str(work), *SMALL, "--quiet", "--overwrite"], capsys)
+    assert code == 0, err
+    assert json.loads((work / "summary.json").read_text())["steps"] == 300
+
+
+def test_a_finished_run_with_a_damaged_final_checkpoint_is_finished_again(tmp_path, capsys):
+    """The summary alone does not make a run finished: its final checkpoint must read back.
+    Truncated, it is trained again from the one before, to the same parameters and metrics."""
+    import genjax
+
+    work = tmp_path / "run"
+    argv = [*BASE, "--workdir", str(work), *SMALL, "--quiet"]
+    assert _cli(argv, capsys)[0] == 0
+    first = json.loads((work / "summary.json").read_text())
+    w_first = np.asarray(genjax.load_run(work).params["model"]["params"]["W"])
+    for f in (work / "checkpoints" / "300").rglob("*"):
+        if f.is_file() and f.parent.name == "d":
+            f.write_bytes(f.read_bytes()[:10])
+    with pytest.warns(RuntimeWarning, match="describes step 300, but the newest readable"):
+        stale = genjax.load_run(work)
+    assert stale.step == 200 and stale.summary is None
+    code, err = _cli(argv, capsys)
+    assert code == 0, err
+    assert "final checkpoint (step 300) is missing or unreadable" in err
+    assert "training again from step 200" in err
+    assert "not retraining" not in err
+    assert json.loads((work / "summary.json").read_text())["metrics"] == first["metrics"]
+    again = genjax.load_run(work)
+    assert again.step == 300
+    np.testing.assert_array_equal(np.asarray(again.params["model"]["params"]["W"]), w_first)
+    code, err = _cli([a for a in argv if a != "--quiet"], capsys)
+    assert code == 0 and err.count("not retraining") == 1, err
+
+
+def test_load_run_errors_name_the_file_and_the_problem(finished_run, tmp_path):
+    import shutil
+
+    import genjax
+    from experiments.runs import RunError
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        genjax.load_run(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunError, match=r"config.json is missing"):
+        genjax.load_run(tmp_path / "empty")
+
+    def edited(name, edit):
+        d = tmp_path / name
+        shutil.copytree(finished_run, d)
+        cfg = json.loads((d / "config.json").read_text())
+        text = edit(cfg)
+        (d / "config.json").write_text(text if isinstance(text, str) else json.dumps(cfg))
+        return d
+
+    cases = [
+        (edited("bad_json", lambda c: '{"model": '), r"config.json is not valid JSON"),
+        (edited("unknown", lambda c: c.update(model="diffusion")), "names model 'diffusion'"),
+        (
+            edited("extra", lambda c: c["model_config"].update(depth=3)),
+            r"section 'model_config' has key 'depth', which PPCAConfig does not take",
+        ),
+        (
+            edited("other_model", lambda c: c["model_config"].update(latent_dim=3)),
+            r"holds a different model: params/model/params/W is float32\[64,\d+\] in the "
+            r"checkpoint and float32\[64,3\] in this model.*edited after",
+        ),
+    ]
+    for d, match in cases:
+        with pytest.raises(RunError, match=match):
+            genjax.load_run(d)
+    no_info = edited("no_info", lambda c: None)
+    (no_info / "data_info.json").unlink()
+    with pytest.raises(RunError, match=r"data_info\.json is missing"):
+        genjax.load_run(no_info)
