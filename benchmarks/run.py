@@ -16,7 +16,7 @@ For each model (``benchmarks.specs``) and batch size it times, after compilation
 A step is one update of every player of the model's task: for the GANs (``gan_mlp``,
 ``gan_dcgan``) one discriminator and one generator update, so their ``steps_per_s`` are GAN
 training steps per second (``python -m benchmarks.run --models gan_mlp gan_dcgan --batch 64
-256`` for the two batch sizes of the GAN's issue); their loss is the sum of the players'.
+256`` for the two batch sizes the GAN is compared at); their loss is the sum of the players'.
 
 The methods run in the same process and alternate within every repeat (their order rotates
 from repeat to repeat), so a change of the machine's speed hits all of them alike; the
@@ -61,7 +61,7 @@ from genjax.train import Engine, init_state, make_update
 DEFAULT_BATCHES = (32, 128, 512)
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("genjax_step", "genjax_fused", "torch_eager", "torch_compiled")
-#: The issue's targets.
+#: The project's speed targets.
 RATIO_TARGET = 1.5  # genjax fused / torch eager, vae_mlp at batch 128
 ROOFLINE_TARGET = 0.5  # fused step's fraction of the matmul FLOP/s, every model at batch 512
 SCALING_DEVICES = (1, 2, 4, 8)

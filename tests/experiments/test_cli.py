@@ -112,7 +112,7 @@ def _cases(tmp_path):
             "train.best_metric='elbo' is not one of the ppca model's evaluation metrics: "
             "test_log_likelihood",
         ),
-        # The GAN's own checks (issue: latent size, learning rates, shapes the DCGAN can take).
+        # The GAN's own checks (latent size, learning rates, shapes the DCGAN can take).
         ([*GAN, "--workdir", w, "--set", "model.latent_dim=0"], "model.latent_dim must be >= 1"),
         ([*GAN, "--workdir", w, "--set", "model.d_learning_rate=-0.1"], "d_learning_rate"),
         ([*GAN, "--workdir", w, "--set", "model.g_learning_rate=0"], "g_learning_rate"),
