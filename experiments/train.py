@@ -153,6 +153,7 @@ RUN_OUTPUTS = (
     "summary.json",
     "summary.json.tmp",
     "wall.json",
+    "tensorboard",
 )
 _CONFIG_KEYS = {"model", "dataset", "model_config", "train", "optimizer", "data"}
 
@@ -301,7 +302,7 @@ def run(prepared: Prepared, workdir: Path, *, progress: bool = True) -> dict:
     """Train (or resume) and evaluate; returns the summary written to ``summary.json``."""
     import jax
 
-    from genjax.train import fit
+    from genjax.train import fit, write_figures
 
     config, spec, info, train, test = (
         prepared.config,
@@ -341,6 +342,11 @@ def run(prepared: Prepared, workdir: Path, *, progress: bool = True) -> dict:
         history=history,
     )
     metrics = {k: _plain(v) for k, v in spec.evaluate(ctx).items()}
+    if config.train.tensorboard:
+        figures = (
+            sorted((workdir / "figures").glob("*.png")) if (workdir / "figures").is_dir() else []
+        )
+        write_figures(workdir, int(result.state.step), figures)
     summary = {
         "model": config.model,
         "dataset": config.dataset,

@@ -2,6 +2,7 @@
 
 from genjax.train.checkpoint import Checkpointer, CheckpointError
 from genjax.train.loop import FitResult, NonFiniteError, ResumeError, TrainConfig, chunk_ends, fit
+from genjax.train.metrics_log import MetricsLog, write_figures
 from genjax.train.state import TrainState, init_state
 from genjax.train.step import STRATEGIES, Engine, make_update
 from genjax.train.task import SINGLE, Player, Task
@@ -13,6 +14,7 @@ __all__ = [
     "Checkpointer",
     "Engine",
     "FitResult",
+    "MetricsLog",
     "NonFiniteError",
     "Player",
     "ResumeError",
@@ -23,4 +25,5 @@ __all__ = [
     "fit",
     "init_state",
     "make_update",
+    "write_figures",
 ]

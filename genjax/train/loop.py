@@ -11,7 +11,6 @@ would have made, and ends with bitwise-identical parameters on the same machine.
 from __future__ import annotations
 
 import dataclasses
-import json
 import signal
 import sys
 import time
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 
 from genjax.data.pipeline import Batcher, Preprocess, preprocess
 from genjax.train.checkpoint import Checkpointer, ResumeError
+from genjax.train.metrics_log import MetricsLog
 from genjax.train.state import TrainState, init_state
 from genjax.train.step import STRATEGIES, Engine
 from genjax.train.task import Task
@@ -59,6 +59,8 @@ class TrainConfig:
       best_mode: ``max`` or ``min`` for ``best_metric``.
       max_bad_steps: consecutive non-finite steps after which the run stops with an error.
       async_checkpoints: write checkpoints in the background (Orbax async).
+      tensorboard: also write every metric line as TensorBoard scalars into
+        ``<workdir>/tensorboard`` (``tensorboard --logdir`` shows the curves).
       progress: show a progress bar.
     """
 
@@ -77,6 +79,7 @@ class TrainConfig:
     best_mode: str = "max"
     max_bad_steps: int = 20
     async_checkpoints: bool = True
+    tensorboard: bool = True
     progress: bool = True
 
     def __post_init__(self):
@@ -121,34 +124,6 @@ def chunk_ends(start: int, config: TrainConfig) -> Iterator[int]:
     while s < config.steps:
         s = min(min((s // m + 1) * m for m in marks), config.steps)
         yield s
-
-
-class MetricsLog:
-    """``metrics.jsonl`` in the work directory: one JSON object per line."""
-
-    def __init__(self, path: Path, *, resume_step: int):
-        self.path = path
-        self.enabled = jax.process_index() == 0
-        if self.enabled and path.exists():
-            # Lines past the restored step describe work that is about to be redone.
-            kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
-            ]
-            path.write_text("".join(line + "\n" for line in kept))
-
-    def write(self, record: dict) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps(record, default=_jsonable) + "\n")
-
-
-def _jsonable(x):
-    if isinstance(x, np.generic | np.ndarray | jax.Array):
-        return np.asarray(x).tolist()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
 class _StopRequest:
@@ -279,7 +254,7 @@ def fit(
         raise
     del fresh
     state = engine.place_state(host_state)
-    log = MetricsLog(workdir / "metrics.jsonl", resume_step=start)
+    log = MetricsLog(workdir, resume_step=start, tensorboard=config.tensorboard)
 
     resident = None
     if config.data_on_device:
@@ -390,6 +365,7 @@ def fit(
         ckpt.close()
     finally:
         bar.close()
+        log.close()
     host = engine.fetch_state(state)
     return FitResult(
         state=host,
