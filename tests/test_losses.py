@@ -14,13 +14,14 @@ from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
+import mpmath
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from jax.test_util import check_grads
-from scipy import integrate, special, stats
+from scipy import integrate, linalg, special, stats
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 
@@ -161,6 +162,167 @@ def test_ppca_never_builds_a_d_by_d_matrix():
     text = str(jax.make_jaxpr(value_and_grads)(x, W, mu, 1.0))
     assert f"{D},{D}]" not in text
     assert f"[{D},{q}]" in text  # the check would see a D x D array if there were one
+
+
+def _ill_conditioned_ppca(dtype, s_max, s_min, sigma2, D=64, q=8, B=64, seed=0):
+    """PPCA parameters with ``W = U diag(s) V^T`` (``s`` log-spaced from ``s_max`` down to
+    ``s_min``, ``U``, ``V`` random orthonormal, so ``W^T W`` is far from diagonal) and ``B``
+    draws of ``x`` from the model, all rounded to ``dtype``. ``cond(C) = 1 + s_max^2 / sigma2``.
+    """
+    rng = _rng(seed)
+    U = np.linalg.qr(rng.normal(size=(D, q)))[0]
+    V = np.linalg.qr(rng.normal(size=(q, q)))[0]
+    W = (U * np.geomspace(s_max, s_min, q)) @ V.T
+    mu = rng.normal(size=D)
+    x = rng.normal(size=(B, q)) @ W.T + mu + math.sqrt(sigma2) * rng.normal(size=(B, D))
+    return x.astype(dtype), W.astype(dtype), mu.astype(dtype), dtype(sigma2)
+
+
+def _dense_ppca_float64(x, W, mu, sigma2):
+    """Oracle: log N(x; mu, W W^T + sigma2 I) and the posterior mean W^T C^{-1} (x - mu), from a
+    float64 Cholesky factorisation of the dense D x D covariance (of the inputs' exact values).
+    Its error, ~cond(C) * 1e-16 relative, is below 1e-7 nats for cond(C) <= 1e7."""
+    x, W, mu = (np.asarray(a, np.float64) for a in (x, W, mu))
+    C = W @ W.T + float(sigma2) * np.eye(W.shape[0])
+    chol = linalg.cholesky(C, lower=True)
+    white = linalg.solve_triangular(chol, (x - mu).T, lower=True)  # L^{-1} r: [D, B]
+    log_p = -0.5 * (
+        W.shape[0] * math.log(2 * math.pi)
+        + 2 * np.sum(np.log(np.diag(chol)))
+        + np.sum(white**2, axis=0)
+    )
+    c_inv_r = linalg.solve_triangular(chol.T, white, lower=False)
+    return log_p, (W.T @ c_inv_r).T
+
+
+def _tfp_low_rank_log_density(x, W, mu, sigma2):
+    """TensorFlow Probability's low-rank-plus-diagonal Gaussian (on JAX), the reference whose
+    error on the same inputs and in the same dtype sets the bar."""
+    from tensorflow_probability.substrates import jax as tfp
+
+    def log_prob(x, W, mu, sigma2):
+        dist = tfp.distributions.MultivariateNormalDiagPlusLowRankCovariance(
+            loc=mu, cov_diag_factor=jnp.full(mu.shape, sigma2, mu.dtype), cov_perturb_factor=W
+        )
+        return dist.log_prob(x)
+
+    return np.asarray(jax.jit(log_prob)(x, W, mu, sigma2), np.float64)
+
+
+def _digits_rotated_float32(q=60):
+    # scikit-learn's PPCA fit of digits at q = 60 (cond(C) = 1.7e6), with W rotated by a random
+    # orthogonal matrix: the same model (W W^T is unchanged), but W^T W is no longer diagonal.
+    X = load_digits().data
+    pca = PCA(n_components=q).fit(X)
+    W = pca.components_.T * np.sqrt(pca.explained_variance_ - pca.noise_variance_)
+    W = W @ np.linalg.qr(_rng(5).normal(size=(q, q)))[0]
+    return (
+        X.astype(np.float32),
+        W.astype(np.float32),
+        pca.mean_.astype(np.float32),
+        np.float32(pca.noise_variance_),
+    )
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # TFP's JAX backend, at import
+@pytest.mark.parametrize("case", ["cond_1e7", "digits_q60"])
+def test_ppca_log_likelihood_ill_conditioned_float32(case):
+    # M = sigma2 I + W^T W is ill-conditioned when W's singular values reach far above
+    # sqrt(sigma2). Through M^{-1} the float32 log-density was 723 nats wrong on the first case
+    # and 22 on the second. The bar is 10x the error of TFP's low-rank Gaussian on the same
+    # float32 inputs (3.8 and 18 nats); the absolute bound is of the order of what rounding
+    # x - mu allows (measured: 1.5e-3 and 3.9e-4 nats).
+    if case == "cond_1e7":
+        x, W, mu, sigma2 = _ill_conditioned_ppca(np.float32, 100.0, 0.1, 1e-3)
+    else:
+        x, W, mu, sigma2 = _digits_rotated_float32()
+    expected, _ = _dense_ppca_float64(x, W, mu, sigma2)
+    got = J.ppca_log_likelihood(x, W, mu, sigma2)
+    assert got.dtype == jnp.float32
+    error = np.max(np.abs(np.asarray(got, np.float64) - expected))
+    tfp_error = np.max(np.abs(_tfp_low_rank_log_density(x, W, mu, sigma2) - expected))
+    assert error <= 10 * tfp_error, (error, tfp_error)
+    assert error < 0.05, error
+
+
+def test_ppca_posterior_ill_conditioned_float32():
+    # Same inputs as the cond(C) = 1e7 case above. Through M^{-1} the mean was 2.6% off
+    # (relative to its largest entry) and the covariance 0.4%; a backward-stable computation is
+    # limited by eps s_max / sqrt(sigma2) ~ 2e-4 for the mean (measured 9e-6) and by ~eps for
+    # the covariance (measured 1.3e-6).
+    x, W, mu, sigma2 = _ill_conditioned_ppca(np.float32, 100.0, 0.1, 1e-3)
+    _, expected_mean = _dense_ppca_float64(x, W, mu, sigma2)
+    W64 = W.astype(np.float64)
+    expected_cov = float(sigma2) * np.linalg.inv(W64.T @ W64 + float(sigma2) * np.eye(8))
+    mean, cov = J.ppca_posterior(x, W, mu, sigma2)
+    mean_error = np.max(np.abs(np.asarray(mean, np.float64) - expected_mean))
+    assert mean_error < 1e-3 * np.max(np.abs(expected_mean)), mean_error
+    cov_error = np.max(np.abs(np.asarray(cov, np.float64) - expected_cov))
+    assert cov_error < 1e-4 * np.max(np.abs(expected_cov)), cov_error
+
+
+def _mpmath_ppca_log_density(x, W, mu, sigma2, digits=40):
+    """Oracle: log N(x; mu, W W^T + sigma2 I) with a dense Cholesky factorisation carried out
+    in mpmath at ``digits`` significant digits on the inputs' exact binary values."""
+    with mpmath.workdps(digits):
+        D = W.shape[0]
+        Wm = mpmath.matrix(W.tolist())
+        chol = mpmath.cholesky(Wm * Wm.T + mpmath.mpf(float(sigma2)) * mpmath.eye(D))
+        log_det = 2 * mpmath.fsum(mpmath.log(chol[i, i]) for i in range(D))
+        out = []
+        for row in np.asarray(x, np.float64):
+            r = [mpmath.mpf(float(a)) - mpmath.mpf(float(m)) for a, m in zip(row, mu, strict=True)]
+            white = []  # forward substitution: L^{-1} r
+            for i in range(D):
+                partial = r[i] - mpmath.fsum(chol[i, k] * white[k] for k in range(i))
+                white.append(partial / chol[i, i])
+            quad = mpmath.fsum(w * w for w in white)
+            out.append(-(D * mpmath.log(2 * mpmath.pi) + log_det + quad) / 2)
+        return np.array([float(v) for v in out])
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # TFP's JAX backend, at import
+def test_ppca_log_likelihood_ill_conditioned_float64(x64):
+    # cond(C) = 1 + 1000^2 / 1e-4 = 1e10 (and cond(M) = 1e10): through M^{-1} the float64
+    # log-density was 1.4e-4 nats off, TFP's low-rank Gaussian 3.9e-6 (measured 1.7e-10).
+    # The oracle runs in mpmath: a float64 dense Cholesky of C is itself 1.3e-6 off here.
+    x, W, mu, sigma2 = _ill_conditioned_ppca(np.float64, 1000.0, 1e-3, 1e-4, B=8, seed=1)
+    expected = _mpmath_ppca_log_density(x, W, mu, sigma2)
+    got = J.ppca_log_likelihood(x, W, mu, sigma2)
+    assert got.dtype == jnp.float64
+    error = np.max(np.abs(np.asarray(got) - expected))
+    tfp_error = np.max(np.abs(_tfp_low_rank_log_density(x, W, mu, sigma2) - expected))
+    assert error <= 10 * tfp_error, (error, tfp_error)
+    assert error < 1e-8, error
+
+
+def test_ppca_gradient_ill_conditioned_float32():
+    # The gradient of sum_i log p(x_i) (Tipping & Bishop, 1999): with A = C^{-1} (x - mu)^T,
+    # d/dW = A A^T W - B C^{-1} W, d/dmu = sum of A's columns, d/dsigma2 = (||A||^2 - B tr C^{-1})
+    # / 2; here from a float64 inverse of the dense C. Differentiating through M^{-1} in float32
+    # got d/dW wrong by 74x its size and d/dsigma2 by 540x on these inputs (now 4e-4, 3e-4).
+    x, W, mu, sigma2 = _ill_conditioned_ppca(np.float32, 100.0, 0.1, 1e-3)
+    x_f64, W64 = x.astype(np.float64), W.astype(np.float64)
+    C_inv = np.linalg.inv(W64 @ W64.T + float(sigma2) * np.eye(W.shape[0]))
+    A = C_inv @ (x_f64 - mu.astype(np.float64)).T
+    expected = (
+        A @ (A.T @ W64) - x.shape[0] * C_inv @ W64,
+        A.sum(axis=1),
+        0.5 * (np.sum(A**2) - x.shape[0] * np.trace(C_inv)),
+    )
+    total = lambda W, mu, s: jnp.sum(L.ppca_log_likelihood(x, W, mu, s))
+    got = jax.jit(jax.grad(total, argnums=(0, 1, 2)))(W, mu, sigma2)
+    for g, e in zip(got, expected, strict=True):
+        assert np.max(np.abs(np.asarray(g, np.float64) - e)) < 1e-2 * np.max(np.abs(e))
+
+
+def test_ppca_log_likelihood_forward_and_second_order_derivatives(x64):
+    # The log-density carries a custom JVP: forward mode, reverse mode and the second order
+    # (reverse over the JVP rule) all against finite differences.
+    rng = _rng(18)
+    args = (rng.normal(size=(3, 5)), rng.normal(size=(5, 2)), rng.normal(size=5), 0.6)
+    args = tuple(jnp.asarray(a, jnp.float64) for a in args)
+    check_grads(J.ppca_log_likelihood, args, order=2, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,11 +650,6 @@ def test_codebook_perplexity_hand_computed():
     # Out-of-range codes are not counted.
     np.testing.assert_allclose(float(J.codebook_perplexity(jnp.array([0, 1, 7, -1]), 2)), 2.0)
     assert float(J.codebook_perplexity(jnp.arange(4), 4)) == 4.0
-
-
-# ---------------------------------------------------------------------------------------------
-# Finite differences
-# ---------------------------------------------------------------------------------------------
 
 
 def _grad_cases(rng):
