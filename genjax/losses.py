@@ -755,6 +755,12 @@ def codebook_perplexity(indices: Any, num_codes: int) -> jax.Array:
     outside ``[0, num_codes)`` cannot be checked when traced; they are not counted. A diagnostic,
     not differentiable.
 
+    The histogram is counted exactly, in integers (int32, or int64 when ``jax_enable_x64`` is
+    on), and only then normalised in float32: a float32 count stops growing at ``2^24`` per code
+    (``2^24 + 1`` rounds back to ``2^24``), which a few hundred batches of code maps reach.
+    ``indices`` may therefore hold at most ``2^31 - 1`` entries without x64 (``2^63 - 1`` with
+    it); the size is static, and a larger array raises (sum histograms over chunks instead).
+
     Args:
       indices: integer array of any non-empty shape, e.g. from :func:`vector_quantize`.
       num_codes: Python int ``K >= 1``, the codebook size (static).
@@ -772,13 +778,21 @@ def codebook_perplexity(indices: Any, num_codes: int) -> jax.Array:
         _fail(fn, f"indices must have an integer dtype, got {indices.dtype}")
     if indices.size == 0:
         _fail(fn, f"indices must be non-empty, got shape {indices.shape}")
+    count_dtype = jax.dtypes.canonicalize_dtype(jnp.int64)  # int32 unless x64 is enabled
+    max_count = int(jnp.iinfo(count_dtype).max)
+    if indices.size > max_count:
+        _fail(
+            fn,
+            f"indices must have at most {max_count} entries (the {jnp.dtype(count_dtype).name} "
+            f"counts), got {indices.size}; enable jax_enable_x64 or sum histograms over chunks",
+        )
     num_codes = int(num_codes)
     flat = indices.reshape(-1)
     valid = (flat >= 0) & (flat < num_codes)
     # Out-of-range entries are routed to index num_codes, which mode="drop" discards.
     slots = jnp.where(valid, flat, num_codes)
-    counts = jnp.zeros((num_codes,), jnp.float32).at[slots].add(1.0, mode="drop")
-    total = jnp.maximum(jnp.sum(counts), 1.0)
-    p = counts / total
+    counts = jnp.zeros((num_codes,), count_dtype).at[slots].add(1, mode="drop")
+    total = jnp.maximum(jnp.sum(counts), 1)  # <= indices.size: no overflow
+    p = counts.astype(jnp.float32) / total.astype(jnp.float32)
     entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
     return jnp.exp(entropy)

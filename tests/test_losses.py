@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from jax import lax
 from jax.test_util import check_grads
 from scipy import integrate, linalg, special, stats
 from sklearn.datasets import load_digits
@@ -650,6 +651,36 @@ def test_codebook_perplexity_hand_computed():
     # Out-of-range codes are not counted.
     np.testing.assert_allclose(float(J.codebook_perplexity(jnp.array([0, 1, 7, -1]), 2)), 2.0)
     assert float(J.codebook_perplexity(jnp.arange(4), 4)) == 4.0
+
+
+def test_codebook_perplexity_counts_past_float32_integers():
+    # 2^25 indices, 3/4 of them code 0 and 1/4 code 1 (with out-of-range codes mixed in, which
+    # must not count): a float32 histogram stops at 2^24 = 16,777,216 per code (x + 1 == x
+    # there) and gave 1.8899 instead of exp(H(0.75, 0.25)) = 1.7548. Exact integer counts give
+    # the hand value to float32 rounding.
+    n = 2**25
+
+    def perplexity():  # built inside one jit, so the 2^25 indices are never an input buffer
+        position = lax.iota(jnp.int32, n + 2**20)
+        indices = jnp.where(position % 4 == 3, 1, 0)
+        indices = jnp.where(position >= n, 5, indices)  # 2^20 out-of-range entries at the end
+        return L.codebook_perplexity(indices, num_codes=2)
+
+    entropy = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    np.testing.assert_allclose(float(jax.jit(perplexity)()), math.exp(entropy), rtol=1e-6)
+
+
+def test_codebook_perplexity_rejects_more_indices_than_its_counts_hold():
+    # Counts are int32 unless x64 is enabled; the size is static, so the check is at trace time.
+    # (A ShapeDtypeStruct: nothing of 2^31 elements is allocated.)
+    big = jax.ShapeDtypeStruct((2**31,), jnp.int8)
+    with pytest.raises(ValueError, match=r"codebook_perplexity: indices.*2147483647"):
+        jax.eval_shape(lambda i: L.codebook_perplexity(i, 4), big)
+
+
+# ---------------------------------------------------------------------------------------------
+# Finite differences
+# ---------------------------------------------------------------------------------------------
 
 
 def _grad_cases(rng):
