@@ -1,6 +1,6 @@
 """Every loss and bound of genjax, as pure functions of arrays.
 
-Conventions (see ``DESIGN.md``):
+Conventions (see ``docs/design.md``):
 
 * **Pure.** No Flax, no state, no randomness (none of these functions samples).
 * **Batch-first, per-example.** Inputs carry the batch on axis 0 (except the IWAE inputs, which are
