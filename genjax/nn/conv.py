@@ -29,6 +29,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from genjax.nn.convolution import Conv, conv_general_dilated
 from genjax.nn.mlp import Activation, check_features, get_activation
@@ -267,30 +268,46 @@ class ConvTranspose2x(nn.Module):
         )
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=None)
-        # lax.conv_transpose's "SAME" padding before the dilated input, for stride 2.
-        pad_before = k - 1 if k < 3 else math.ceil(k / 2)
-        b, h, w, _ = x.shape
-        rows = []
-        for a in (0, 1):
-            cols = []
-            for c in (0, 1):
-                pa, pc = _phase_taps(k, pad_before, a), _phase_taps(k, pad_before, c)
-                if pa is None or pc is None:
-                    cols.append(jnp.zeros((b, h, w, self.features), x.dtype))
-                    continue
-                (ta, a0, a1), (tc, c0, c1) = pa, pc
-                cols.append(
-                    conv_general_dilated(
-                        x,
-                        kernel[ta, tc],
-                        (1, 1),
-                        [(-a0, a1), (-c0, c1)],
-                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                    )
+        # The phase form is for XLA:CPU; a program lowered for a GPU or TPU (also one exported
+        # from a CPU host) gets the native transposed convolution (cuDNN, the TPU's MXU).
+        y = lax.platform_dependent(
+            x, kernel, cpu=_phase_conv_transpose, default=_native_conv_transpose
+        )
+        return y + bias
+
+
+def _native_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """What ``flax.linen.ConvTranspose(F, (k, k), strides=(2, 2), padding="SAME")`` computes."""
+    return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _phase_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """The same as :func:`_native_conv_transpose`, as four stride-1 phase convolutions."""
+    k, features = kernel.shape[0], kernel.shape[-1]
+    # lax.conv_transpose's "SAME" padding before the dilated input, for stride 2.
+    pad_before = k - 1 if k < 3 else math.ceil(k / 2)
+    b, h, w, _ = x.shape
+    rows = []
+    for a in (0, 1):
+        cols = []
+        for c in (0, 1):
+            pa, pc = _phase_taps(k, pad_before, a), _phase_taps(k, pad_before, c)
+            if pa is None or pc is None:
+                cols.append(jnp.zeros((b, h, w, features), x.dtype))
+                continue
+            (ta, a0, a1), (tc, c0, c1) = pa, pc
+            cols.append(
+                conv_general_dilated(
+                    x,
+                    kernel[ta, tc],
+                    (1, 1),
+                    [(-a0, a1), (-c0, c1)],
+                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
                 )
-            rows.append(jnp.stack(cols, axis=3))  # [B, H, W, 2 (column phase), F]
-        y = jnp.stack(rows, axis=2)  # [B, H, 2 (row phase), W, 2, F]
-        return y.reshape(b, 2 * h, 2 * w, self.features) + bias
+            )
+        rows.append(jnp.stack(cols, axis=3))  # [B, H, W, 2 (column phase), F]
+    y = jnp.stack(rows, axis=2)  # [B, H, 2 (row phase), W, 2, F]
+    return y.reshape(b, 2 * h, 2 * w, features)
 
 
 class ResidualBlock(nn.Module):

@@ -27,10 +27,12 @@ exchanged here instead, in canonical order, reversing the small output rather th
 kernel. Measured in the same setting: the R1-style double backward went from 2,319 to 51 ms
 per step inside a scan.
 
-Scope: the CPU backend only (elsewhere, and for grouped convolutions, this is plain
-``lax.conv_general_dilated``; XLA's GPU and TPU compilers choose layouts for convolutions
-themselves). Forward-mode differentiation (``jax.jvp``) is not available through a
-``custom_vjp``; nothing in the library uses it on convolutions.
+Scope: programs lowered for the CPU only, selected per lowering platform with
+:func:`jax.lax.platform_dependent` (so a program exported from a CPU host for ``cuda`` or
+``tpu`` carries plain ``lax.conv_general_dilated``, as do grouped convolutions everywhere;
+XLA's GPU and TPU compilers choose layouts for convolutions themselves). Forward-mode
+differentiation (``jax.jvp``) is not available through a ``custom_vjp``; nothing in the
+library uses it on convolutions.
 """
 
 from __future__ import annotations
@@ -252,8 +254,22 @@ def conv_general_dilated(
         precision=precision,
         preferred_element_type=preferred_element_type,
     )
-    if feature_group_count != 1 or batch_group_count != 1 or jax.default_backend() != "cpu":
+    if feature_group_count != 1 or batch_group_count != 1:
         return lax.conv_general_dilated(lhs, rhs, *args, **kwargs)
+    # Chosen per lowering platform, not per default backend: a program exported from a CPU
+    # host for a GPU or TPU gets the native convolution, one lowered for the CPU this path.
+    return lax.platform_dependent(
+        lhs,
+        rhs,
+        cpu=lambda a, b: _canonical_conv(a, b, *args, precision, preferred_element_type),
+        default=lambda a, b: lax.conv_general_dilated(a, b, *args, **kwargs),
+    )
+
+
+def _canonical_conv(
+    lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+    precision, preferred_element_type,
+):  # fmt: skip
     n_spatial = lhs.ndim - 2
     dnums = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
     strides = _tuple(window_strides, n_spatial)
