@@ -352,3 +352,15 @@ def test_load_run_errors_name_the_file_and_the_problem(finished_run, tmp_path):
     (no_info / "data_info.json").unlink()
     with pytest.raises(RunError, match=r"data_info\.json is missing"):
         genjax.load_run(no_info)
+
+
+def test_load_run_is_quiet(finished_run, caplog, recwarn):
+    import logging
+
+    import genjax
+
+    with caplog.at_level(logging.DEBUG - 1):
+        genjax.load_run(finished_run)
+    noisy = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert noisy == [], noisy
+    assert [str(w.message) for w in recwarn] == []
