@@ -1,16 +1,24 @@
-"""genjax's data layer: datasets by name, the digits TFDS builder, 2-D mixtures, batching.
+"""genjax's data layer: datasets by name, genjax's TFDS builders, 2-D mixtures, batching.
 
     from genjax import data
     train = data.load("digits", "train")                 # Dataset, arrays in host memory
+    mnist = data.load("mnist", "test")                   # prepared from downloads/manual/ once
     batcher = data.Batcher(train, batch_size=128, seed=0)
     raw = batcher.raw_batch(step)                        # {"image": uint8, "label": int32}
     batch = data.preprocess(raw, rng, data.Preprocess(binarize="dynamic"), train.image_max)
 
 See ``sources.py`` (names, data directory, errors), ``pipeline.py`` (the deterministic batch
-order shared by host and on-device loops), ``digits.py`` and ``synthetic.py``.
+order shared by host and on-device loops), ``digits.py``, ``builders.py`` (MNIST, Fashion-MNIST,
+binarised MNIST, CIFAR-10, CelebA-64 from their original files; ``manual.py`` says where the
+files go) and ``synthetic.py``.
 """
 
+from genjax.data.builders import BUILDERS, prepare
+from genjax.data.celeb_a import CelebA64
+from genjax.data.cifar10 import Cifar10
 from genjax.data.digits import Digits, prepare_digits
+from genjax.data.errors import DatasetError
+from genjax.data.mnist import BinarizedMnist, FashionMnist, Mnist
 from genjax.data.pipeline import (
     Batcher,
     Preprocess,
@@ -23,7 +31,6 @@ from genjax.data.sources import (
     DATA_DIR_ENV,
     KNOWN_DATASETS,
     Dataset,
-    DatasetError,
     load,
     read_into_memory,
     resolve_data_dir,
@@ -39,22 +46,29 @@ from genjax.data.synthetic import (
 )
 
 __all__ = [
+    "BUILDERS",
     "DATA_DIR_ENV",
     "GRID25",
     "KNOWN_DATASETS",
     "MIXTURES",
     "RING8",
     "Batcher",
+    "BinarizedMnist",
+    "CelebA64",
+    "Cifar10",
     "Dataset",
     "DatasetError",
     "Digits",
+    "FashionMnist",
     "MixtureSpec",
+    "Mnist",
     "Preprocess",
     "batch_indices",
     "epoch_permutation",
     "load",
     "mixture_dataset",
     "mode_statistics",
+    "prepare",
     "prepare_digits",
     "preprocess",
     "read_into_memory",

@@ -9,10 +9,16 @@
 Names:
   ``digits``   the project's own TFDS builder (``digits.py``); prepared into the data
                directory on first use, with no download.
+  ``mnist``, ``fashion_mnist``, ``binarized_mnist``, ``cifar10``, ``celeb_a_64``
+               genjax's TFDS builders for real datasets (``builders.py``), prepared on first
+               use from the original files in ``<data_dir>/downloads/manual/``. When genjax's
+               copy is not prepared and none of the files is there, a copy that TFDS's own
+               catalog builder of the same name prepared is read instead (not for
+               ``celeb_a_64``, which TFDS does not have).
   ``ring8``, ``grid25``   the 2-D Gaussian mixtures of ``synthetic.py`` (fixed finite sets).
   anything else            a TFDS dataset that is already prepared (``array_record`` files) in
                the data directory, read with TFDS's random-access ``data_source`` API (no
-               TensorFlow), e.g. ``mnist``, ``fashion_mnist``, ``cifar10``. Its features must
+               TensorFlow), e.g. ``svhn_cropped``, ``cifar100``. Its features must
                include an ``image`` (fixed shape, uint8); a ``ClassLabel`` named ``label`` is
                read when present.
 
@@ -38,8 +44,10 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from genjax.data import synthetic
+from genjax.data import builders, synthetic
 from genjax.data.digits import prepare_digits
+from genjax.data.errors import DatasetError
+from genjax.data.manual import manual_root
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -54,11 +62,7 @@ __all__ = [
 #: Environment variable that overrides TFDS's default data directory.
 DATA_DIR_ENV = "GENJAX_DATA_DIR"
 #: Names that :func:`load` serves without a prepared TFDS dataset.
-KNOWN_DATASETS = ("digits", *synthetic.MIXTURES)
-
-
-class DatasetError(ValueError):
-    """A dataset cannot be loaded as asked: unknown name or split, not prepared, wrong features."""
+KNOWN_DATASETS = ("digits", *builders.BUILDERS, *synthetic.MIXTURES)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -73,8 +77,9 @@ class Dataset:
         Synthetic sets: ``"x"`` float32 ``[N, 2]`` and ``"label"`` int32 ``[N]`` (mode index).
       num_classes: number of label values (the number of modes for synthetic sets), or None
         if there is no label.
-      image_max: the largest possible pixel value (16 for digits, 255 for uint8 TFDS images),
-        which the preprocessing divides by; None for the synthetic sets.
+      image_max: the largest possible pixel value (16 for digits, 1 for binarized_mnist, 255
+        for other uint8 TFDS images), which the preprocessing divides by; None for the
+        synthetic sets.
     """
 
     name: str
@@ -142,8 +147,9 @@ def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None) ->
     """Loads one split of a dataset by name into host memory.
 
     Args:
-      name: ``"digits"``, ``"ring8"``, ``"grid25"``, or the name of a TFDS image dataset
-        prepared in the data directory (``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``, ...).
+      name: ``"digits"``, one of genjax's builders (``"mnist"``, ``"fashion_mnist"``,
+        ``"binarized_mnist"``, ``"cifar10"``, ``"celeb_a_64"``), ``"ring8"``, ``"grid25"``, or
+        the name of a TFDS image dataset prepared in the data directory.
       split: split name, e.g. ``"train"`` or ``"test"``; TFDS sets also accept TFDS's slicing
         syntax (``"train[:90%]"``).
       data_dir: TFDS data directory; default ``$GENJAX_DATA_DIR``, else TFDS's default.
@@ -153,7 +159,8 @@ def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None) ->
 
     Raises:
       DatasetError: unknown name or split, TFDS dataset not prepared in the data directory,
-        or features that are not an image/``x`` set.
+        an original file of genjax's builders missing or malformed, or features that are not
+        an image/``x`` set.
     """
     if not isinstance(name, str) or not name:
         raise DatasetError(f"dataset name must be a non-empty string, got {name!r}")
@@ -164,7 +171,29 @@ def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None) ->
     data_dir = resolve_data_dir(data_dir)
     if name == "digits":
         prepare_digits(data_dir)
+    elif name in builders.BUILDERS:
+        return _load_manual(name, split, data_dir)
     return _load_tfds(name, split, data_dir)
+
+
+def _load_manual(name: str, split: str, data_dir: str | None) -> Dataset:
+    cls = builders.BUILDERS[name]
+    builder = cls(data_dir=data_dir)
+    if not builder.is_prepared():
+        catalog = cls.TFDS_CATALOG_NAME
+        no_files = not cls.has_files(manual_root(builder))
+        if catalog and no_files and _catalog_copy_prepared(catalog, data_dir):
+            return _load_tfds(catalog, split, data_dir, default_image_max=cls.IMAGE_MAX)
+        builder = builders.prepare(name, data_dir)
+    return _read_prepared(builder, name, split, default_image_max=cls.IMAGE_MAX)
+
+
+def _catalog_copy_prepared(catalog: str, data_dir: str | None) -> bool:
+    """Whether TFDS's own builder ``catalog`` has a prepared copy in the data directory."""
+    try:
+        return tfds.builder(catalog, data_dir=data_dir).is_prepared()
+    except tfds.core.registered.DatasetNotFoundError:
+        return False
 
 
 def _load_mixture(name: str, split: str) -> Dataset:
@@ -177,7 +206,9 @@ def _load_mixture(name: str, split: str) -> Dataset:
     return Dataset(name, split, features, num_classes=spec.num_modes, image_max=None)
 
 
-def _load_tfds(name: str, split: str, data_dir: str | None) -> Dataset:
+def _load_tfds(
+    name: str, split: str, data_dir: str | None, *, default_image_max: int = 255
+) -> Dataset:
     builder = _tfds_builder(name, data_dir)
     root = os.fspath(builder.data_dir_root)
     if not builder.is_prepared():
@@ -186,9 +217,17 @@ def _load_tfds(name: str, split: str, data_dir: str | None) -> Dataset:
             f"--data_dir {root} --file_format array_record` (needs TensorFlow and a network), "
             f"or copy a prepared array_record copy ({name}/<version>/) into {root}"
         )
+    return _read_prepared(builder, name, split, default_image_max=default_image_max)
+
+
+def _read_prepared(builder, name: str, split: str, *, default_image_max: int) -> Dataset:
+    """Reads one split of a prepared TFDS builder into memory (``name`` for messages)."""
+    root = os.fspath(builder.data_dir_root)
     _check_split(builder, name, split)
     features = builder.info.features
-    image_max, num_classes = _check_features(features, name, builder.info.metadata)
+    image_max, num_classes = _check_features(
+        features, name, builder.info.metadata, default_image_max
+    )
     try:
         source = builder.as_data_source(split=split)
     except NotImplementedError:
@@ -233,8 +272,15 @@ def _check_split(builder, name: str, split: str) -> None:
         )
 
 
-def _check_features(features, name: str, metadata) -> tuple[int, int | None]:
-    """Validates an image dataset's features; returns ``(image_max, num_classes or None)``."""
+def _check_features(
+    features, name: str, metadata, default_image_max: int = 255
+) -> tuple[int, int | None]:
+    """Validates an image dataset's features; returns ``(image_max, num_classes or None)``.
+
+    ``image_max`` is ``metadata["image_max"]`` when the builder records it (genjax's builders
+    do), else ``default_image_max``: 255 for uint8 images, 1 for TFDS's own
+    ``binarized_mnist``, whose images hold 0/1 and whose metadata says nothing.
+    """
     if "image" not in features:
         raise DatasetError(
             f"dataset {name!r} has no 'image' feature (it has {sorted(features.keys())}); "
@@ -248,7 +294,7 @@ def _check_features(features, name: str, metadata) -> tuple[int, int | None]:
         )
     if np.dtype(image.np_dtype) != np.uint8:
         raise DatasetError(f"dataset {name!r}: 'image' must be uint8, got {image.np_dtype}")
-    image_max = 255
+    image_max = default_image_max
     if metadata is not None and "image_max" in metadata:
         image_max = int(metadata["image_max"])
     label = dict(features.items()).get("label")  # FeaturesDict has no .get
