@@ -29,18 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import losses as L
+from genjax._checks import check_int as _check_int
 
 __all__ = ["iwae_log_likelihood", "mean_and_stderr"]
 
 #: ``log_weights_fn(x_batch, rng, k) -> (log p(x|z_k), log p(z_k), log q(z_k|x))``, each
 #: ``[k, b]`` for a batch ``x_batch`` of ``b`` examples and ``k`` draws ``z_k ~ q(z | x)``.
 LogWeightsFn = Callable[[jax.Array, jax.Array, int], tuple[jax.Array, jax.Array, jax.Array]]
-
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def iwae_log_likelihood(

@@ -88,6 +88,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import losses as L
+from genjax._checks import check_int as _check_count
+from genjax._checks import is_concrete as _is_concrete
+from genjax._checks import is_int as _is_int
 from genjax.nn import MLP, ConvDecoder, ConvEncoder, check_image_shape, get_activation
 
 __all__ = [
@@ -121,10 +124,6 @@ TARGET_SAMPLING = ("others", "any")
 # --------------------------------------------------------------------------------------------
 # The module
 # --------------------------------------------------------------------------------------------
-
-
-def _is_int(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int | np.integer)
 
 
 def check_model(m: CycleVAE) -> tuple[int, ...]:
@@ -294,10 +293,6 @@ class CycleVAE(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def _is_concrete(a: Any) -> bool:
-    return not isinstance(a, jax.core.Tracer)
-
-
 def _variables(params: Mapping[str, Any]) -> Mapping[str, Any]:
     return params if "params" in params else {"params": params}
 
@@ -356,12 +351,6 @@ def check_domains(model: CycleVAE, domains: Any, batch: int, name: str = "domain
                 f"[{lo}, {hi}]"
             )
     return jnp.broadcast_to(jnp.asarray(domains, jnp.int32), (batch,))
-
-
-def _check_count(name: str, n: Any, minimum: int = 1) -> int:
-    if not _is_int(n) or n < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {n!r}")
-    return int(n)
 
 
 def _check_weight(name: str, w: Any) -> None:

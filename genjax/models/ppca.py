@@ -43,6 +43,7 @@ import numpy as np
 from flax import struct
 
 from genjax import losses as L
+from genjax._checks import is_concrete as _is_concrete
 
 __all__ = [
     "PPCA",
@@ -100,10 +101,6 @@ class PPCAParams:
 # --------------------------------------------------------------------------------------------
 # Input validation (public boundary)
 # --------------------------------------------------------------------------------------------
-
-
-def _is_concrete(a: Any) -> bool:
-    return not isinstance(a, jax.core.Tracer)
 
 
 def _as_data(x: Any, name: str = "x") -> jax.Array:

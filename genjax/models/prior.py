@@ -32,15 +32,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from genjax._checks import check_int
+
 __all__ = ["CausalTransformer", "PriorObjective", "bits_per_code", "log_prob", "sample"]
 
 _LN2 = math.log(2.0)
 
 
 def _check_int(owner: str, name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(f"{owner}: {name}", value, minimum)
 
 
 class _Block(nn.Module):

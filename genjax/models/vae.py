@@ -70,6 +70,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import losses as L
+from genjax._checks import check_int as _check_count
+from genjax._checks import is_concrete as _is_concrete
 from genjax.nn import MLP, ConvDecoder, ConvEncoder, check_image_shape, get_activation
 
 __all__ = [
@@ -281,10 +283,6 @@ class VAE(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def _is_concrete(a: Any) -> bool:
-    return not isinstance(a, jax.core.Tracer)
-
-
 def check_data(model: VAE, x: Any, name: str = "x") -> jax.Array:
     """Checks ``x`` against the model: shape ``[B, *data_shape]``, finite, and in ``[0, 1]`` for
     the Bernoulli likelihood. Value checks run only on concrete arrays (not under ``jit``).
@@ -312,12 +310,6 @@ def check_data(model: VAE, x: Any, name: str = "x") -> jax.Array:
                 "likelihood='gaussian')"
             )
     return x
-
-
-def _check_count(name: str, n: Any, minimum: int = 1) -> int:
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {n!r}")
-    return int(n)
 
 
 def _variables(params: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -88,6 +88,7 @@ from flax import struct
 from jax import lax
 
 from genjax import losses as L
+from genjax._checks import check_choice, check_float, check_int
 from genjax.nn import MLP, Conv, ConvDecoder, ConvEncoder, check_image_shape
 from genjax.nn.residual import ResidualStack
 
@@ -132,27 +133,15 @@ _PRIORITY_BITS = 15  # packed priorities stay below 2^15, so the packed int32 is
 
 
 def _check_int(owner: str, name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(f"{owner}: {name}", value, minimum)
 
 
 def _check_choice(owner: str, name: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{owner}: {name} must be one of {tuple(choices)}, got {value!r}")
-    return value
+    return check_choice(f"{owner}: {name}", value, choices)
 
 
 def _check_float(owner: str, name: str, value: Any, low: float, high: float, *, high_open: bool):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{owner}: {name} must be a number, got {value!r}") from None
-    ok = math.isfinite(v) and v >= low and (v < high if high_open else v <= high)
-    if not ok:
-        interval = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
-        raise ValueError(f"{owner}: {name} must be a finite number in {interval}, got {value!r}")
-    return v
+    return check_float(f"{owner}: {name}", value, low, high, high_open=high_open)
 
 
 def _check_num_codes(owner: str, num_codes: Any) -> int:

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from genjax._checks import check_int
 from genjax.nn.convolution import Conv, conv_general_dilated
 from genjax.nn.mlp import Activation, check_features, get_activation
 
@@ -49,9 +50,7 @@ NORMS = ("none", "layer", "group")
 
 
 def _check_int(owner: str, name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{owner}.{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(f"{owner}.{name}", value, minimum)
 
 
 def _check_norm(owner: str, norm: Any) -> str:
