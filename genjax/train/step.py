@@ -468,16 +468,6 @@ class Engine:
         return jax.device_put(data, self._replicated())
 
 
-def compile_stats(fn: Callable, *args) -> dict:
-    """Compile ``fn`` for ``args`` and return XLA's cost analysis (flops, bytes accessed)."""
-    lowered = jax.jit(fn).lower(*args) if not hasattr(fn, "lower") else fn.lower(*args)
-    compiled = lowered.compile()
-    cost = compiled.cost_analysis()
-    if isinstance(cost, list):
-        cost = cost[0] if cost else {}
-    return dict(cost or {})
-
-
 def _unalias(tree):
     """``tree`` with every repeated ``jax.Array`` leaf (the same object twice) copied."""
     seen: set[int] = set()
