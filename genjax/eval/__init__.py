@@ -20,3 +20,12 @@ from genjax.eval.frechet import frechet_distance as frechet_distance
 from genjax.eval.frechet import gaussian_frechet_distance as gaussian_frechet_distance
 from genjax.eval.likelihood import iwae_log_likelihood as iwae_log_likelihood
 from genjax.eval.likelihood import mean_and_stderr as mean_and_stderr
+from genjax.eval.sample_metrics import DensityCoverage as DensityCoverage
+from genjax.eval.sample_metrics import MeanStd as MeanStd
+from genjax.eval.sample_metrics import PrecisionRecall as PrecisionRecall
+from genjax.eval.sample_metrics import density_coverage as density_coverage
+from genjax.eval.sample_metrics import inception_score as inception_score
+from genjax.eval.sample_metrics import kernel_inception_distance as kernel_inception_distance
+from genjax.eval.sample_metrics import knn_radii as knn_radii
+from genjax.eval.sample_metrics import polynomial_kernel_mmd2 as polynomial_kernel_mmd2
+from genjax.eval.sample_metrics import precision_recall as precision_recall
