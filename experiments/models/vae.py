@@ -174,6 +174,20 @@ def _mnist() -> RunConfig:
     )
 
 
+def _binarized_mnist() -> RunConfig:
+    # The fixed binarisation of Larochelle & Murray (2011), as in Burda et al.'s (2016)
+    # "fixed" rows: the images are already 0/1 (image_max 1), so no binarisation here. The
+    # dynamic and the fixed variants differ by about 2 nats of test NLL; compare like with like.
+    base = _mnist()
+    return dataclasses.replace(
+        base, dataset="binarized_mnist", data=DataConfig(binarize="none", flatten=True)
+    )
+
+
+def _fashion_mnist() -> RunConfig:
+    return dataclasses.replace(_mnist(), dataset="fashion_mnist")
+
+
 def _model(config: RunConfig, info: DataInfo) -> vae.VAE:
     m = config.model_config
     return vae.VAE(
@@ -435,7 +449,12 @@ SPEC = ModelSpec(
     name="vae",
     description="variational autoencoder: ELBO training, test NLL by the IWAE bound, baselines",
     config_cls=VAEConfig,
-    configs={"digits": _digits, "mnist": _mnist},
+    configs={
+        "digits": _digits,
+        "mnist": _mnist,
+        "binarized_mnist": _binarized_mnist,
+        "fashion_mnist": _fashion_mnist,
+    },
     build_task=build_task,
     evaluate=evaluate,
     bind=bind,
