@@ -245,6 +245,10 @@ def from_dict(d: dict, model_config_cls: type) -> RunConfig:
         if not isinstance(values, dict):
             raise ConfigError(f"section {section!r} must be an object, got {values!r}")
         values = dict(values)
+        # A config class may read the keys of configs saved by earlier versions.
+        upgrade = getattr(cls, "upgrade_saved", None)
+        if upgrade is not None:
+            values = upgrade(values)
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(values) - set(names))
         if unknown:

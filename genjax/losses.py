@@ -2,14 +2,17 @@
 
 Conventions (see ``docs/design.md``):
 
-* **Pure.** No Flax, no state, no randomness (none of these functions samples).
+* **Pure.** No Flax, no state, no hidden randomness. One function, :func:`gradient_penalty`,
+  takes a function (the critic) beside its arrays and draws its interpolation weights from an
+  explicit ``jax.random`` key; no other function samples.
 * **Batch-first, per-example.** Inputs carry the batch on axis 0 (except the IWAE inputs, which are
   ``[K, B]``) and every loss returns one value per example, shape ``[B]``, summed over all the
   non-batch axes. Reduce over the batch outside, as optax does.
 * **Validation at trace time.** Ranks and shapes are static, so mismatches raise a ``ValueError``
   naming the function, the argument, the expected and the received shape, also under ``jax.jit``.
-  Scalar hyper-parameters (``sigma2``, ``variance``, ``beta``, ``free_bits``, ``num_codes``) are
-  checked when they are concrete (a Python number, a NumPy value or an un-traced JAX array).
+  Scalar hyper-parameters (``sigma2``, ``variance``, ``beta``, ``free_bits``, ``num_codes``,
+  the gradient penalty's ``weight``) are checked when they are concrete (a Python number, a
+  NumPy value or an un-traced JAX array).
   A *traced* value (e.g. ``sigma2`` passed as a jitted argument or differentiated) cannot be
   inspected, so its positivity is the caller's responsibility.
 * **Precision policy.** Arithmetic runs in at least float32: half-precision inputs (bfloat16,
@@ -33,12 +36,21 @@ References:
   Kingma et al. (2016), *Improved Variational Inference with Inverse Autoregressive Flow*, NeurIPS.
   Burda, Grosse & Salakhutdinov (2016), *Importance Weighted Autoencoders*, ICLR.
   Goodfellow et al. (2014), *Generative Adversarial Nets*, NeurIPS.
+  Lim & Ye (2017), *Geometric GAN*, arXiv:1705.02894.
+  Miyato, Kataoka, Koyama & Yoshida (2018), *Spectral Normalization for Generative Adversarial
+  Networks*, ICLR.
+  Arjovsky, Chintala & Bottou (2017), *Wasserstein Generative Adversarial Networks*, ICML.
+  Gulrajani, Ahmed, Arjovsky, Dumoulin & Courville (2017), *Improved Training of Wasserstein
+  GANs*, NeurIPS.
+  Mao, Li, Xie, Lau, Wang & Smolley (2017), *Least Squares Generative Adversarial Networks*,
+  ICCV.
   van den Oord, Vinyals & Kavukcuoglu (2017), *Neural Discrete Representation Learning*, NeurIPS.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -58,12 +70,19 @@ __all__ = [
     "gaussian_log_likelihood",
     "gaussian_log_likelihood_fixed",
     "generator_loss",
+    "gradient_penalty",
+    "hinge_discriminator_loss",
+    "hinge_generator_loss",
     "iwae_bound",
+    "least_squares_discriminator_loss",
+    "least_squares_generator_loss",
     "ppca_log_likelihood",
     "ppca_posterior",
     "vector_quantize",
     "vq_codebook_loss",
     "vq_commitment_loss",
+    "wasserstein_critic_loss",
+    "wasserstein_generator_loss",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -570,7 +589,11 @@ def iwae_bound(log_px_given_z: Any, log_pz: Any, log_qz_given_x: Any) -> jax.Arr
 
 
 # --------------------------------------------------------------------------------------------
-# GAN (Goodfellow et al., 2014).
+# GAN: minimax and non-saturating (Goodfellow et al., 2014), hinge (Lim & Ye, 2017; Miyato et
+# al., 2018), Wasserstein with gradient penalty (Arjovsky et al., 2017; Gulrajani et al., 2017),
+# least squares (Mao et al., 2017). Every GAN loss takes the discriminator's raw outputs (one
+# number per example, called logits here): the minimax and non-saturating losses read them as
+# the logits of D = sigmoid(logits), the others use them as they are.
 # --------------------------------------------------------------------------------------------
 
 
@@ -641,6 +664,196 @@ def generator_loss(fake_logits: Any, non_saturating: bool = True) -> jax.Array:
     if non_saturating:
         return -_sum_nonbatch(jax.nn.log_sigmoid(fake))
     return _sum_nonbatch(jax.nn.log_sigmoid(-fake))
+
+
+def _logit_pair(fn: str, real_logits: Any, fake_logits: Any) -> tuple[jax.Array, jax.Array]:
+    _check_logits(fn, "real_logits", real_logits)
+    _check_same_shape(fn, "fake_logits", fake_logits, "real_logits", real_logits)
+    return _cast(_compute_dtype(real_logits, fake_logits), real_logits, fake_logits)
+
+
+def _fake_only(fn: str, fake_logits: Any) -> jax.Array:
+    _check_logits(fn, "fake_logits", fake_logits)
+    return _cast(_compute_dtype(fake_logits), fake_logits)[0]
+
+
+def hinge_discriminator_loss(real_logits: Any, fake_logits: Any) -> jax.Array:
+    """Hinge discriminator loss ``relu(1 - D(x)) + relu(1 + D(G(z)))`` per example.
+
+    ``D`` is the discriminator's raw output (no sigmoid). Pointwise, for densities ``p_data``
+    and ``p_g`` at ``x``, ``p_data relu(1 - d) + p_g relu(1 + d)`` is minimised by
+    ``d = +1`` where ``p_data > p_g`` and ``d = -1`` where ``p_data < p_g``: the optimal
+    discriminator is ``sign(p_data - p_g)``, and the generator's loss against it is
+    proportional to the total variation distance (Lim & Ye, 2017, "Geometric GAN", eq. 8;
+    Miyato et al., 2018, eq. 17; Tran, Ranganath & Blei, 2017).
+
+    Args:
+      real_logits: ``[B, ...]`` float raw outputs on real examples.
+      fake_logits: same shape as ``real_logits``, raw outputs on generated examples.
+
+    Returns:
+      ``[B]`` losses ``>= 0`` (float32 for half-precision inputs).
+    """
+    real, fake = _logit_pair("hinge_discriminator_loss", real_logits, fake_logits)
+    return _sum_nonbatch(jax.nn.relu(1.0 - real) + jax.nn.relu(1.0 + fake))
+
+
+def hinge_generator_loss(fake_logits: Any) -> jax.Array:
+    """Hinge generator loss ``-D(G(z))`` per example (Lim & Ye, 2017; Miyato et al., 2018,
+    eq. 17): the generator raises the discriminator's raw output on its samples, without the
+    hinge (whose gradient would vanish once ``D(G(z)) > -1``).
+
+    Args:
+      fake_logits: ``[B, ...]`` float raw outputs on generated examples.
+
+    Returns:
+      ``[B]`` losses (float32 for half-precision inputs).
+    """
+    return -_sum_nonbatch(_fake_only("hinge_generator_loss", fake_logits))
+
+
+def wasserstein_critic_loss(real_logits: Any, fake_logits: Any) -> jax.Array:
+    """Wasserstein critic loss ``D(G(z)) - D(x)`` per example (Arjovsky, Chintala & Bottou,
+    2017, eq. 3).
+
+    By the Kantorovich-Rubinstein duality, ``W_1(p_data, p_g) = sup_{||f||_L <= 1}
+    E_data[f(x)] - E_g[f(x)]``: over 1-Lipschitz critics ``D`` the batch mean of this loss
+    is minimised at ``-W_1``. The loss itself does not make ``D`` Lipschitz; add
+    :func:`gradient_penalty` (Gulrajani et al., 2017) or use a spectrally normalised critic.
+    ``D`` is the critic's raw output (no sigmoid).
+
+    Args:
+      real_logits: ``[B, ...]`` float critic scores of real examples.
+      fake_logits: same shape as ``real_logits``, scores of generated examples.
+
+    Returns:
+      ``[B]`` losses, of either sign (float32 for half-precision inputs).
+    """
+    real, fake = _logit_pair("wasserstein_critic_loss", real_logits, fake_logits)
+    return _sum_nonbatch(fake - real)
+
+
+def wasserstein_generator_loss(fake_logits: Any) -> jax.Array:
+    """Wasserstein generator loss ``-D(G(z))`` per example (Arjovsky et al., 2017, Alg. 1):
+    the generator's part of :func:`wasserstein_critic_loss`, with the sign flipped.
+
+    Args:
+      fake_logits: ``[B, ...]`` float critic scores of generated examples.
+
+    Returns:
+      ``[B]`` losses (float32 for half-precision inputs).
+    """
+    return -_sum_nonbatch(_fake_only("wasserstein_generator_loss", fake_logits))
+
+
+def _check_key(fn: str, name: str, key: Any) -> None:
+    dtype = getattr(key, "dtype", None)
+    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
+    raw = dtype == jnp.uint32 and _shape(key) == (2,)
+    if not ((typed and _shape(key) == ()) or raw):
+        _fail(
+            fn,
+            f"{name} must be one jax.random key (jax.random.key(s) or a uint32[2] PRNGKey), "
+            f"got {getattr(dtype, 'name', type(key).__name__)}{_shape(key)}",
+        )
+
+
+def gradient_penalty(
+    critic: Callable[[jax.Array], jax.Array],
+    real: Any,
+    fake: Any,
+    rng: jax.Array,
+    weight: Any = 10.0,
+) -> jax.Array:
+    """WGAN-GP gradient penalty ``weight * (||grad_x D(x_hat)||_2 - 1)^2`` per example.
+
+    ``x_hat_b = eps_b x_b + (1 - eps_b) G(z)_b`` with ``eps_b ~ U[0, 1]`` drawn from ``rng``,
+    one per example (Gulrajani et al., 2017, Alg. 1; ``weight`` is their ``lambda``, 10 in
+    the paper). The norm is over all of an example's input axes. It is added to
+    :func:`wasserstein_critic_loss` to keep the critic close to 1-Lipschitz along the lines
+    between real and generated examples.
+
+    ``grad_x D(x_hat)`` is taken as the gradient of ``sum_b critic(x_hat)_b`` with respect to
+    the batch, which holds each example's own input gradient as long as ``critic`` treats the
+    examples independently (no batch normalisation or other mixing across the batch, which
+    Gulrajani et al. also leave out of the critic). The result is differentiable with respect
+    to whatever ``critic`` closes over (its parameters: a double backward pass) and to
+    ``real`` and ``fake``; stop the gradient of ``fake`` yourself when only the critic
+    trains. ``x_hat`` is computed in at least float32. Where the input gradient is exactly
+    zero the norm's derivative is taken as 0 (its subgradient), not NaN.
+
+    Args:
+      critic: a function ``[B, *S] -> [B]`` (or ``[B, 1]``), the critic's raw output; it may
+        close over parameters.
+      real: ``[B, *S]`` float real examples.
+      fake: ``[B, *S]`` float generated examples (same shape as ``real``).
+      rng: a ``jax.random`` key for the interpolation weights ``eps`` (the only randomness).
+      weight: ``lambda >= 0``, a scalar (checked when concrete; a traced value is the caller's
+        responsibility).
+
+    Returns:
+      ``[B]`` penalties ``>= 0`` (float32 for half-precision inputs).
+    """
+    fn = "gradient_penalty"
+    if not callable(critic):
+        _fail(fn, f"critic must be a function [B, ...] -> [B], got {type(critic).__name__}")
+    _check_min_rank(fn, "real", real, 1, "[B, ...]")
+    _check_same_shape(fn, "fake", fake, "real", real)
+    _check_key(fn, "rng", rng)
+    _check_scalar(fn, "weight", weight)
+    _check_nonnegative(fn, "weight", weight)
+    dtype = _compute_dtype(real, fake)
+    real, fake = _cast(dtype, real, fake)
+    b = real.shape[0]
+    eps = jax.random.uniform(rng, (b,) + (1,) * (real.ndim - 1), dtype)
+    x_hat = eps * real + (1.0 - eps) * fake
+    scores, pullback = jax.vjp(critic, x_hat)
+    if jnp.ndim(scores) < 1 or jnp.shape(scores)[0] != b or jnp.size(scores) != b:
+        _fail(
+            fn,
+            f"critic must return one score per example, [{b}] or [{b}, 1], got shape "
+            f"{tuple(jnp.shape(scores))}",
+        )
+    (grad,) = pullback(jnp.ones_like(scores))
+    sq_norm = _sum_nonbatch(jnp.square(grad.astype(dtype)))
+    positive = sq_norm > 0
+    norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, sq_norm, 1.0)), 0.0)
+    return jnp.asarray(weight, dtype) * jnp.square(norm - 1.0)
+
+
+def least_squares_discriminator_loss(real_logits: Any, fake_logits: Any) -> jax.Array:
+    """Least-squares discriminator loss ``1/2 (D(x) - 1)^2 + 1/2 D(G(z))^2`` per example.
+
+    The LSGAN of Mao et al. (2017, eq. 2) with targets ``b = 1`` for real and ``a = 0`` for
+    generated examples (``D`` the raw output, no sigmoid). Pointwise,
+    ``p_data (d - 1)^2 / 2 + p_g d^2 / 2`` is minimised by
+    ``D*(x) = p_data(x) / (p_data(x) + p_g(x))`` (their eq. 4 with ``a = 0, b = 1``), the same
+    optimal discriminator as the minimax game's, here on the output scale rather than through
+    a sigmoid.
+
+    Args:
+      real_logits: ``[B, ...]`` float raw outputs on real examples.
+      fake_logits: same shape as ``real_logits``, raw outputs on generated examples.
+
+    Returns:
+      ``[B]`` losses ``>= 0`` (float32 for half-precision inputs).
+    """
+    real, fake = _logit_pair("least_squares_discriminator_loss", real_logits, fake_logits)
+    return _sum_nonbatch(0.5 * jnp.square(real - 1.0) + 0.5 * jnp.square(fake))
+
+
+def least_squares_generator_loss(fake_logits: Any) -> jax.Array:
+    """Least-squares generator loss ``1/2 (D(G(z)) - 1)^2`` per example (Mao et al., 2017,
+    eq. 2 with target ``c = 1``, the value the discriminator gives real data).
+
+    Args:
+      fake_logits: ``[B, ...]`` float raw outputs on generated examples.
+
+    Returns:
+      ``[B]`` losses ``>= 0`` (float32 for half-precision inputs).
+    """
+    fake = _fake_only("least_squares_generator_loss", fake_logits)
+    return _sum_nonbatch(0.5 * jnp.square(fake - 1.0))
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from jax import lax
 from jax.test_util import check_grads
-from scipy import integrate, linalg, special, stats
+from scipy import integrate, linalg, optimize, special, stats
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 
@@ -543,6 +543,200 @@ def test_gan_losses_extreme_logits_are_exact_not_nan():
     np.testing.assert_allclose(np.asarray(grads[1]).ravel(), [1.0, 0.0])
 
 
+# The hinge, Wasserstein and least-squares losses on small logits, written out by hand.
+_REAL = [[2.0], [0.5], [-1.0]]
+_FAKE = [[-3.0], [0.0], [1.5]]
+_HAND = {
+    # relu(1 - r) + relu(1 + f): 0 + 0, 0.5 + 1, 2 + 2.5.
+    "hinge_discriminator_loss": ((_REAL, _FAKE), [0.0, 1.5, 4.5]),
+    # -f.
+    "hinge_generator_loss": ((_FAKE,), [3.0, 0.0, -1.5]),
+    # f - r.
+    "wasserstein_critic_loss": ((_REAL, _FAKE), [-5.0, -0.5, 2.5]),
+    "wasserstein_generator_loss": ((_FAKE,), [3.0, 0.0, -1.5]),
+    # (r - 1)^2 / 2 + f^2 / 2: 0.5 + 4.5, 0.125 + 0, 2 + 1.125.
+    "least_squares_discriminator_loss": ((_REAL, _FAKE), [5.0, 0.125, 3.125]),
+    # (f - 1)^2 / 2.
+    "least_squares_generator_loss": ((_FAKE,), [8.0, 0.5, 0.125]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_HAND))
+def test_gan_losses_hand_computed(name):
+    args, expected = _HAND[name]
+    args = tuple(jnp.asarray(a, jnp.float32) for a in args)
+    got = getattr(J, name)(*args)
+    assert got.shape == (3,) and got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6, atol=1e-7)
+    # [B] logits give the same values; [B, 2] logits sum their two columns per example.
+    flat = getattr(J, name)(*(a[:, 0] for a in args))
+    np.testing.assert_allclose(np.asarray(flat), expected, rtol=1e-6, atol=1e-7)
+    doubled = getattr(J, name)(*(jnp.concatenate([a, a], axis=1) for a in args))
+    np.testing.assert_allclose(np.asarray(doubled), 2 * np.asarray(expected), rtol=1e-6, atol=1e-7)
+
+
+def test_logistic_gan_losses_hand_computed():
+    # Logit log 3 is D = 3/4 and -log 3 is D = 1/4.
+    real, fake = jnp.asarray([math.log(3.0)]), jnp.asarray([-math.log(3.0)])
+    assert float(J.discriminator_loss(real, fake)[0]) == pytest.approx(-2 * math.log(0.75))
+    assert float(J.generator_loss(fake)[0]) == pytest.approx(math.log(4.0))
+    assert float(J.generator_loss(fake, non_saturating=False)[0]) == pytest.approx(math.log(0.75))
+
+
+# Two 1-D densities and points where both carry mass: the pointwise minimiser of the
+# discriminator's expected loss, E(d) = p_data(x) l_real(d) + p_g(x) l_fake(d), is known in
+# closed form for each loss.
+_P_DATA, _P_G = stats.norm(0.0, 1.0), stats.norm(1.5, 0.7)
+_XS = np.linspace(-1.5, 3.0, 10)
+
+
+def _pointwise_minimiser(loss, p, q, bounds):
+    """argmin_d p loss(d, c) + q loss(c, d) by scipy (c: any fixed value; it only adds a
+    constant). The real and generated terms of a discriminator loss are separable, so this is
+    p l_real(d) + q l_fake(d) up to a constant."""
+    c = jnp.zeros((1,), jnp.float64)
+
+    def expected(d):
+        d = jnp.full((1,), d, jnp.float64)
+        return float(p * loss(d, c)[0] + q * loss(c, d)[0])
+
+    result = optimize.minimize_scalar(
+        expected, bounds=bounds, method="bounded", options={"xatol": 1e-10}
+    )
+    assert result.success
+    return result.x
+
+
+@pytest.mark.parametrize(
+    ("name", "optimum", "bounds"),
+    [
+        # Goodfellow et al. (2014), Prop. 1: D* = p / (p + q), i.e. the logit log(p / q).
+        ("discriminator_loss", lambda p, q: math.log(p / q), (-20.0, 20.0)),
+        # Mao et al. (2017), eq. 4 with a = 0, b = 1: D* = p / (p + q) on the output itself.
+        ("least_squares_discriminator_loss", lambda p, q: p / (p + q), (-3.0, 3.0)),
+        # Hinge: p relu(1 - d) + q relu(1 + d) is linear with slope q - p on [-1, 1] and rises
+        # outside it, so its minimiser is sign(p - q).
+        ("hinge_discriminator_loss", lambda p, q: math.copysign(1.0, p - q), (-3.0, 3.0)),
+    ],
+)
+def test_discriminator_losses_are_minimised_pointwise_by_the_optimal_discriminator(
+    x64, name, optimum, bounds
+):
+    loss = jax.jit(getattr(L, name))
+    for x in _XS:
+        p, q = _P_DATA.pdf(x), _P_G.pdf(x)
+        d = _pointwise_minimiser(loss, p, q, bounds)
+        assert d == pytest.approx(optimum(p, q), abs=1e-6), (name, x)
+
+
+def test_wasserstein_critic_loss_mean_is_minus_w1_at_the_optimal_critic(x64):
+    # For N(0, 1) against N(1.5, 1), W_1 = 1.5 and f(x) = -x is an optimal 1-Lipschitz critic:
+    # the batch mean of the critic loss estimates -W_1 (Monte Carlo, 200,000 draws each).
+    rng = _rng(31)
+    real, fake = rng.normal(size=200_000), rng.normal(size=200_000) + 1.5
+    loss = np.asarray(J.wasserstein_critic_loss(-real, -fake))
+    assert loss.mean() == pytest.approx(-1.5, abs=0.02)
+
+
+# --------------------------------------------------------------------------------- gradient penalty
+
+
+@pytest.mark.parametrize("norm", [0.25, 1.0, 3.0])
+def test_gradient_penalty_of_a_linear_critic_is_lambda_times_norm_minus_one_squared(norm):
+    # D(x) = <w, x> + b has grad_x D = w at every x_hat, whatever the interpolation weights.
+    rng = _rng(32)
+    w = rng.normal(size=(2, 3))
+    w *= norm / np.linalg.norm(w)
+    w32 = jnp.asarray(w, jnp.float32)
+    critic = lambda x: jnp.sum(x * w32, axis=(1, 2)) + 0.7
+    real = jnp.asarray(rng.normal(size=(6, 2, 3)), jnp.float32)
+    fake = jnp.asarray(rng.normal(size=(6, 2, 3)) * 3.0, jnp.float32)
+    penalty = jax.jit(lambda r, f, k: L.gradient_penalty(critic, r, f, k, weight=10.0))
+    for key in (jax.random.PRNGKey(0), jax.random.key(5)):
+        got = penalty(real, fake, key)
+        assert got.shape == (6,) and got.dtype == jnp.float32
+        np.testing.assert_allclose(np.asarray(got), 10.0 * (norm - 1.0) ** 2, rtol=1e-5, atol=1e-6)
+    # The default weight is Gulrajani et al.'s lambda = 10; weight scales linearly.
+    default = L.gradient_penalty(critic, real, fake, jax.random.PRNGKey(1))
+    np.testing.assert_allclose(np.asarray(default), 10.0 * (norm - 1.0) ** 2, rtol=1e-5, atol=1e-6)
+    half = L.gradient_penalty(critic, real, fake, jax.random.PRNGKey(1), weight=0.5)
+    np.testing.assert_allclose(np.asarray(half), 0.5 * (norm - 1.0) ** 2, rtol=1e-5, atol=1e-7)
+
+
+def _mlp_critic(w1, b1, w2):
+    return lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w1 + b1) @ w2
+
+
+def test_gradient_penalty_of_a_nonlinear_critic_matches_finite_differences(x64):
+    # With fake == real the interpolate is x itself, for any weights: the penalty must be
+    # lambda (||grad D(x)|| - 1)^2 with the gradient from central differences of D.
+    rng = _rng(33)
+    w1, b1, w2 = rng.normal(size=(6, 16)), rng.normal(size=16), rng.normal(size=16)
+    critic = _mlp_critic(*(jnp.asarray(a) for a in (w1, b1, w2)))
+    x = rng.normal(size=(5, 2, 3))
+    got = np.asarray(L.gradient_penalty(critic, x, x, jax.random.PRNGKey(2), weight=3.0))
+
+    def d_numpy(v):
+        return np.tanh(v.reshape(v.shape[0], -1) @ w1 + b1) @ w2
+
+    eps = 1e-6
+    grads = np.zeros((5, 6))
+    flat = x.reshape(5, 6)
+    for j in range(6):
+        step = np.zeros_like(flat)
+        step[:, j] = eps
+        up, down = (flat + step).reshape(x.shape), (flat - step).reshape(x.shape)
+        grads[:, j] = (d_numpy(up) - d_numpy(down)) / (2 * eps)
+    expected = 3.0 * (np.linalg.norm(grads, axis=1) - 1.0) ** 2
+    np.testing.assert_allclose(got, expected, rtol=1e-7)
+    assert np.all(np.abs(np.linalg.norm(grads, axis=1) - 1.0) > 0.1)  # not trivially ~0
+
+
+def test_gradient_penalty_interpolates_uniformly_per_example(x64):
+    # D(x) = x^2 / 2 on real = 1, fake = 0 has grad D(x_hat) = x_hat = eps, so the penalty is
+    # (1 - eps)^2 and reveals each example's eps: they must be i.i.d. U[0, 1] (scipy's KS
+    # test), one per example, and a function of the key alone.
+    critic = lambda x: 0.5 * jnp.sum(x**2, axis=1)
+    n = 4000
+    real, fake = np.ones((n, 1)), np.zeros((n, 1))
+    penalty = jax.jit(lambda k: L.gradient_penalty(critic, real, fake, k, weight=1.0))
+    eps = 1.0 - np.sqrt(np.asarray(penalty(jax.random.PRNGKey(3))))
+    assert np.all((eps >= 0) & (eps <= 1))
+    assert stats.kstest(eps, "uniform").pvalue > 1e-3
+    assert len(np.unique(eps)) == n
+    np.testing.assert_array_equal(1.0 - np.sqrt(np.asarray(penalty(jax.random.PRNGKey(3)))), eps)
+    other = 1.0 - np.sqrt(np.asarray(penalty(jax.random.PRNGKey(4))))
+    assert np.mean(np.abs(other - eps)) > 0.1
+
+
+def test_gradient_penalty_is_per_example():
+    # Changing one example's fake changes that example's penalty only.
+    rng = _rng(34)
+    critic = _mlp_critic(*(jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((3, 8), 8, 8)))
+    real = jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
+    fake = jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
+    key = jax.random.PRNGKey(6)
+    before = np.asarray(L.gradient_penalty(critic, real, fake, key))
+    after = np.asarray(L.gradient_penalty(critic, real, fake.at[2].add(5.0), key))
+    np.testing.assert_array_equal(np.delete(after, 2), np.delete(before, 2))
+    assert abs(after[2] - before[2]) > 1e-3
+
+
+def test_gradient_penalty_with_a_flat_critic_has_finite_gradients():
+    # A ReLU critic that is flat at every interpolate: grad D = 0, penalty lambda, and its
+    # gradient with respect to the critic's weights is 0 (the norm's subgradient), not NaN.
+    x = jnp.ones((3, 2))
+
+    def total(w):
+        critic = lambda v: jax.nn.relu(v @ w)
+        return jnp.sum(L.gradient_penalty(critic, x, 2.0 * x, jax.random.PRNGKey(0)))
+
+    w = jnp.asarray([-1.0, -1.0])
+    value, grad = jax.jit(jax.value_and_grad(total))(w)
+    assert float(value) == pytest.approx(30.0)
+    np.testing.assert_array_equal(np.asarray(grad), [0.0, 0.0])
+
+
 # ---------------------------------------------------------------------------------------------
 # VQ-VAE
 # ---------------------------------------------------------------------------------------------
@@ -698,6 +892,15 @@ def _grad_cases(rng):
     fb_mean[:, :2] = 0.05
     fb_log_var = log_var.copy()
     fb_log_var[:, :2] = 0.05
+    # Hinge logits away from its kinks (real = 1, fake = -1); a tanh critic for the penalty.
+    hinge_real, hinge_fake = np.array([[1.7], [-0.4], [0.3]]), np.array([[-1.6], [0.2], [1.9]])
+    w1, w2 = rng.normal(size=(D, 8)), rng.normal(size=8)
+    real, fake = rng.normal(size=(B, D)), rng.normal(size=(B, D))
+
+    def penalty(w, r, f):
+        critic = lambda v: jnp.tanh(v @ w) @ jnp.asarray(w2, w.dtype)
+        return L.gradient_penalty(critic, r, f, jax.random.PRNGKey(7), weight=2.0)
+
     return [
         ("ppca_log_likelihood", L.ppca_log_likelihood, (x, W, mu, np.float64(0.6))),
         ("ppca_posterior", L.ppca_posterior, (x, W, mu, np.float64(0.6))),
@@ -721,6 +924,13 @@ def _grad_cases(rng):
         ("discriminator_loss", L.discriminator_loss, (logits, -logits)),
         ("generator_loss", L.generator_loss, (logits,)),
         ("generator_loss_saturating", lambda f: L.generator_loss(f, False), (logits,)),
+        ("hinge_discriminator_loss", L.hinge_discriminator_loss, (hinge_real, hinge_fake)),
+        ("hinge_generator_loss", L.hinge_generator_loss, (logits,)),
+        ("wasserstein_critic_loss", L.wasserstein_critic_loss, (logits, -logits)),
+        ("wasserstein_generator_loss", L.wasserstein_generator_loss, (logits,)),
+        ("gradient_penalty", penalty, (w1, real, fake)),
+        ("least_squares_discriminator_loss", L.least_squares_discriminator_loss, (logits, -logits)),
+        ("least_squares_generator_loss", L.least_squares_generator_loss, (logits,)),
         ("vq_codebook_loss", lambda b: L.vq_codebook_loss(z_e, b), (z_q,)),
         ("vq_commitment_loss", lambda a: L.vq_commitment_loss(a, z_q), (z_e,)),
     ]
@@ -792,6 +1002,28 @@ def _transform_cases():
         "generator_loss_saturating": (
             lambda f: L.generator_loss(f, non_saturating=False),
             lambda r: (r.normal(size=(B, 1)),),
+        ),
+        **{
+            name: (getattr(L, name), lambda r: (r.normal(size=(B, 1)), r.normal(size=(B, 1))))
+            for name in (
+                "hinge_discriminator_loss",
+                "wasserstein_critic_loss",
+                "least_squares_discriminator_loss",
+            )
+        },
+        **{
+            name: (getattr(L, name), lambda r: (r.normal(size=(B, 2)),))
+            for name in (
+                "hinge_generator_loss",
+                "wasserstein_generator_loss",
+                "least_squares_generator_loss",
+            )
+        },
+        "gradient_penalty": (
+            lambda w, real, fake: L.gradient_penalty(
+                lambda v: jnp.tanh(v @ w).sum(-1), real, fake, jax.random.PRNGKey(8)
+            ),
+            lambda r: (r.normal(size=(3, 5)), r.normal(size=(B, 3)), r.normal(size=(B, 3))),
         ),
         "vector_quantize": (
             lambda z, cb: L.vector_quantize(z, cb)[0],
@@ -928,6 +1160,12 @@ def _extreme_losses(logits, targets, log_var):
         "discriminator": L.discriminator_loss(logits, -logits),
         "generator": L.generator_loss(logits),
         "generator_saturating": L.generator_loss(logits, non_saturating=False),
+        "hinge": L.hinge_discriminator_loss(logits, logits[::-1]),
+        "hinge_generator": L.hinge_generator_loss(logits),
+        "wasserstein": L.wasserstein_critic_loss(logits, logits[::-1]),
+        "wasserstein_generator": L.wasserstein_generator_loss(logits),
+        "least_squares": L.least_squares_discriminator_loss(logits, logits[::-1]),
+        "least_squares_generator": L.least_squares_generator_loss(logits),
         "kl": L.gaussian_kl(mean, log_var),
         # log-variance ratios up to e^50 (the true KL for e^100 overflows float32).
         "kl_diag": L.gaussian_kl_diag(mean, log_var, mean[::-1], jnp.clip(log_var[::-1], -25, 25)),
@@ -1033,6 +1271,69 @@ _BAD_INPUTS = {
         "discriminator_loss: fake_logits must",
     ),
     "generator scalar": (lambda: L.generator_loss(np.float32(1.0)), "fake_logits must have"),
+    "hinge shapes": (
+        lambda: L.hinge_discriminator_loss(_m, _m[:3]),
+        r"hinge_discriminator_loss: fake_logits must have the same shape as real_logits \(4, 3\)",
+    ),
+    "hinge generator scalar": (
+        lambda: L.hinge_generator_loss(np.float32(1.0)),
+        "hinge_generator_loss: fake_logits must have at least 1 axis",
+    ),
+    "wasserstein shapes": (
+        lambda: L.wasserstein_critic_loss(_m, _m[:, :1]),
+        "wasserstein_critic_loss: fake_logits must",
+    ),
+    "wasserstein generator scalar": (
+        lambda: L.wasserstein_generator_loss(np.float32(1.0)),
+        "wasserstein_generator_loss: fake_logits must",
+    ),
+    "least squares shapes": (
+        lambda: L.least_squares_discriminator_loss(_m[0], _m),
+        "least_squares_discriminator_loss: fake_logits must",
+    ),
+    "least squares generator scalar": (
+        lambda: L.least_squares_generator_loss(np.float32(1.0)),
+        "least_squares_generator_loss: fake_logits must",
+    ),
+    "penalty critic": (
+        lambda: L.gradient_penalty(None, _m, _m, jax.random.PRNGKey(0)),
+        r"gradient_penalty: critic must be a function \[B, ...\] -> \[B\], got NoneType",
+    ),
+    "penalty shapes": (
+        lambda: L.gradient_penalty(lambda v: v[:, 0], _m, _m[:3], jax.random.PRNGKey(0)),
+        "gradient_penalty: fake must have the same shape as real",
+    ),
+    "penalty scalar input": (
+        lambda: L.gradient_penalty(
+            lambda v: v, np.float32(0), np.float32(0), jax.random.PRNGKey(0)
+        ),
+        "gradient_penalty: real must have at least 1 axis",
+    ),
+    "penalty key": (
+        lambda: L.gradient_penalty(lambda v: v[:, 0], _m, _m, np.zeros(2)),
+        r"gradient_penalty: rng must be one jax.random key .*, got float64\(2,\)",
+    ),
+    "penalty key batch": (
+        lambda: L.gradient_penalty(lambda v: v[:, 0], _m, _m, jax.random.split(jax.random.key(0))),
+        "gradient_penalty: rng must be one jax.random key",
+    ),
+    "penalty weight negative": (
+        lambda: L.gradient_penalty(lambda v: v[:, 0], _m, _m, jax.random.PRNGKey(0), weight=-1.0),
+        r"gradient_penalty: weight must be finite and >= 0, got -1.0",
+    ),
+    "penalty weight vector": (
+        lambda: L.gradient_penalty(lambda v: v[:, 0], _m, _m, jax.random.PRNGKey(0), np.ones(2)),
+        "gradient_penalty: weight must be a scalar",
+    ),
+    "penalty critic output": (
+        lambda: L.gradient_penalty(lambda v: v, _m, _m, jax.random.PRNGKey(0)),
+        r"gradient_penalty: critic must return one score per example, \[4\] or \[4, 1\], "
+        r"got shape \(4, 3\)",
+    ),
+    "penalty under jit": (
+        lambda: jax.jit(lambda r: L.gradient_penalty(lambda v: v, r, r, jax.random.PRNGKey(0)))(_m),
+        "critic must return one score per example",
+    ),
     "codebook width": (
         lambda: L.vector_quantize(np.zeros((2, 5, 8)), np.zeros((16, 7))),
         r"vector_quantize: codebook must have shape \[K, D\] with K >= 1 and D=8",

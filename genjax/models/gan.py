@@ -1,5 +1,6 @@
-"""Generative adversarial networks (Goodfellow et al., 2014): MLP and DCGAN pairs, the minimax
-and non-saturating losses, and the usual stabilisers, as two players of the training engine.
+"""Generative adversarial networks (Goodfellow et al., 2014): MLP and DCGAN pairs, five losses
+(minimax, non-saturating, hinge, Wasserstein with gradient penalty, least squares), and the usual
+stabilisers, as two players of the training engine.
 
 The game, with ``D = sigmoid(discriminator logits)``::
 
@@ -8,11 +9,44 @@ The game, with ``D = sigmoid(discriminator logits)``::
 For a fixed generator with density ``p_g`` the best discriminator is
 ``D*(x) = p_data(x) / (p_data(x) + p_g(x))`` and ``V(G, D*) = -log 4 + 2 JSD(p_data || p_g)``
 (Goodfellow et al., 2014, Prop. 1 and Thm. 1), so the game's value is minimised exactly at
-``p_g = p_data``. Both losses come from logits through ``genjax.losses``:
+``p_g = p_data``.
 
-* discriminator: ``losses.discriminator_loss(real, fake) = -(log D(x) + log(1 - D(G(z))))``;
-* generator: ``losses.generator_loss(fake, non_saturating)``: ``-log D(G(z))`` (the
-  non-saturating loss, default) or the minimax ``log(1 - D(G(z)))``.
+The losses (``GAN.loss``), all per-example functions of the discriminator's raw outputs from
+``genjax.losses``; ``D`` is ``sigmoid(logits)`` for the first two and the raw output, with no
+sigmoid, for the other three:
+
+* ``"minimax"``: discriminator ``-(log D(x) + log(1 - D(G(z))))``
+  (``losses.discriminator_loss``), generator ``log(1 - D(G(z)))``
+  (``losses.generator_loss(..., non_saturating=False)``);
+* ``"non_saturating"`` (the default): the same discriminator, generator ``-log D(G(z))``
+  (``losses.generator_loss``; Goodfellow et al., 2014, section 3);
+* ``"hinge"``: discriminator ``relu(1 - D(x)) + relu(1 + D(G(z)))``, generator ``-D(G(z))``
+  (``losses.hinge_discriminator_loss`` / ``hinge_generator_loss``; Lim & Ye, 2017; Miyato
+  et al., 2018);
+* ``"wgan_gp"``: critic ``D(G(z)) - D(x) + gp_weight (||grad D(x_hat)||_2 - 1)^2`` with
+  ``x_hat = eps x + (1 - eps) G(z)``, ``eps ~ U[0, 1]`` per example, generator ``-D(G(z))``
+  (``losses.wasserstein_critic_loss``, ``gradient_penalty`` and
+  ``wasserstein_generator_loss``; Arjovsky et al., 2017; Gulrajani et al., 2017);
+* ``"least_squares"``: discriminator ``(D(x) - 1)^2 / 2 + D(G(z))^2 / 2``, generator
+  ``(D(G(z)) - 1)^2 / 2`` (``losses.least_squares_discriminator_loss`` /
+  ``least_squares_generator_loss``: the LSGAN of Mao et al., 2017, with ``a = 0``,
+  ``b = c = 1``).
+
+The optimal discriminator is ``p_data / (p_data + p_g)``, as a probability for the two
+logistic losses and as the raw output for least squares, and ``sign(p_data - p_g)`` for hinge;
+the WGAN critic's ``E_data[D] - E_g[D]`` estimates ``W_1(p_data, p_g)`` once the penalty keeps
+it near 1-Lipschitz. The settings the papers use with each loss are left to the user, not
+forced:
+
+* ``"wgan_gp"``: ``d_steps = 5`` critic updates per generator update, ``gp_weight = 10``, Adam
+  with learning rate ``1e-4``, ``b1 = 0``, ``b2 = 0.9`` (Gulrajani et al., 2017, Alg. 1), and
+  usually no R1 (``r1_gamma = 0``). The critic's score goes into the loss as it is, with no
+  sigmoid, and the critic has no batch normalisation (the penalty is per example; layer
+  normalisation, ``discriminator_norm="layer"``, is the replacement the paper suggests);
+* ``"hinge"``: usually with ``spectral_norm=True`` (Miyato et al., 2018);
+* ``"least_squares"``, ``"minimax"``, ``"non_saturating"``: the logistic-GAN settings.
+
+R1, spectral normalisation, ``d_steps``, two time-scales and the EMA work with every loss.
 
 Stabilisers, each a field of :class:`GAN`:
 
@@ -70,6 +104,11 @@ References:
   M. Heusel et al., "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash
   Equilibrium", NeurIPS 2017.
   Y. Yazici et al., "The Unusual Effectiveness of Averaging in GAN Training", ICLR 2019.
+  J. H. Lim, J. C. Ye, "Geometric GAN", arXiv:1705.02894, 2017.
+  M. Arjovsky, S. Chintala, L. Bottou, "Wasserstein Generative Adversarial Networks", ICML 2017.
+  I. Gulrajani, F. Ahmed, M. Arjovsky, V. Dumoulin, A. Courville, "Improved Training of
+  Wasserstein GANs", NeurIPS 2017.
+  X. Mao et al., "Least Squares Generative Adversarial Networks", ICCV 2017.
 """
 
 from __future__ import annotations
@@ -93,9 +132,11 @@ __all__ = [
     "DISC",
     "GAN",
     "GEN",
+    "LOSSES",
     "OUTPUTS",
     "Discriminator",
     "Generator",
+    "discriminate",
     "discriminator_logits",
     "discriminator_objective",
     "ema_post_update",
@@ -111,10 +152,23 @@ __all__ = [
 
 ARCHITECTURES = ("mlp", "dcgan")
 OUTPUTS = ("identity", "sigmoid", "tanh")
+#: The GAN losses (``GAN.loss``); see the module docstring.
+LOSSES = ("minimax", "non_saturating", "hinge", "wgan_gp", "least_squares")
+#: The losses that read the discriminator's output as the logit of a probability.
+_LOGISTIC = ("minimax", "non_saturating")
 #: Player names of the discriminator and the generator in the engine's parameter dict.
 DISC, GEN = "disc", "gen"
 
 _OUTPUT_FNS = {"identity": lambda x: x, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
+
+#: ``loss -> (discriminator loss, generator loss)``, per-example functions of raw outputs.
+_LOSS_FNS = {
+    "minimax": (L.discriminator_loss, functools.partial(L.generator_loss, non_saturating=False)),
+    "non_saturating": (L.discriminator_loss, L.generator_loss),
+    "hinge": (L.hinge_discriminator_loss, L.hinge_generator_loss),
+    "wgan_gp": (L.wasserstein_critic_loss, L.wasserstein_generator_loss),
+    "least_squares": (L.least_squares_discriminator_loss, L.least_squares_generator_loss),
+}
 
 
 def _is_int(value: Any) -> bool:
@@ -151,7 +205,11 @@ class GAN:
       discriminator_norm: DCGAN discriminator normalisation (not on its first stage).
       kernel_size: DCGAN (transposed) convolution kernel size.
       spectral_norm: spectrally normalise every weight matrix of the discriminator.
-      non_saturating: generator loss ``-log D(G(z))`` (True) or ``log(1 - D(G(z)))``.
+      loss: the GAN loss, one of :data:`LOSSES` (the module docstring has the formulas and
+        the settings the papers use with each): ``"non_saturating"`` (default), ``"minimax"``,
+        ``"hinge"``, ``"wgan_gp"`` or ``"least_squares"``.
+      gp_weight: ``lambda >= 0`` of the WGAN-GP gradient penalty (Gulrajani et al., 2017: 10);
+        used by ``loss="wgan_gp"`` only.
       r1_gamma: weight ``gamma >= 0`` of the R1 penalty ``gamma/2 E||grad_x D(x)||^2``.
       r1_steps: apply the R1 penalty only during the first ``r1_steps`` training steps
         (0: throughout). See the module docstring.
@@ -171,7 +229,8 @@ class GAN:
     discriminator_norm: str = "none"
     kernel_size: int = 4
     spectral_norm: bool = False
-    non_saturating: bool = True
+    loss: str = "non_saturating"
+    gp_weight: float = 10.0
     r1_gamma: float = 0.0
     r1_steps: int = 0
     d_steps: int = 1
@@ -209,13 +268,16 @@ class GAN:
                 raise ValueError(f"GAN.{name} must be one of {NORMS}, got {getattr(self, name)!r}")
         if not _is_int(self.kernel_size) or self.kernel_size < 1:
             raise ValueError(f"GAN.kernel_size must be an int >= 1, got {self.kernel_size!r}")
-        for name in ("spectral_norm", "non_saturating"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"GAN.{name} must be a bool, got {getattr(self, name)!r}")
-        if not (isinstance(self.r1_gamma, int | float) and math.isfinite(self.r1_gamma)) or (
-            self.r1_gamma < 0
-        ):
-            raise ValueError(f"GAN.r1_gamma must be a finite number >= 0, got {self.r1_gamma!r}")
+        if not isinstance(self.spectral_norm, bool):
+            raise ValueError(f"GAN.spectral_norm must be a bool, got {self.spectral_norm!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"GAN.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        for name in ("r1_gamma", "gp_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (
+                isinstance(value, int | float) and math.isfinite(value) and value >= 0
+            ):
+                raise ValueError(f"GAN.{name} must be a finite number >= 0, got {value!r}")
         if not _is_int(self.r1_steps) or self.r1_steps < 0:
             raise ValueError(f"GAN.r1_steps must be an int >= 0, got {self.r1_steps!r}")
         if not _is_int(self.d_steps) or self.d_steps < 1:
@@ -414,6 +476,17 @@ def discriminator_logits(
     return model.discriminator().apply(_sn_variables(model, disc_variables, model_state), x)
 
 
+def discriminate(
+    model: GAN, disc_variables: Mapping[str, Any], model_state: Mapping[str, Any], x: jax.Array
+) -> jax.Array:
+    """``D(x)`` on the scale of the model's loss, ``[B]``: ``sigmoid(logits)`` (the probability
+    that ``x`` is real) for ``"minimax"`` and ``"non_saturating"``, the raw output for the
+    others (a score for ``"hinge"`` and ``"wgan_gp"``; for ``"least_squares"`` a value whose
+    optimum is ``p_data / (p_data + p_g)``)."""
+    logits = discriminator_logits(model, disc_variables, model_state, x)
+    return jax.nn.sigmoid(logits) if model.loss in _LOGISTIC else logits
+
+
 def r1_penalty(
     model: GAN, disc_variables: Mapping[str, Any], model_state: Mapping[str, Any], x: jax.Array
 ) -> jax.Array:
@@ -444,14 +517,22 @@ def discriminator_objective(
 ) -> tuple[jax.Array, tuple[dict[str, jax.Array], dict[str, Any]]]:
     """The discriminator's loss on one batch (a stateful engine loss).
 
-    ``mean_b discriminator_loss(D(x_b), D(G(z_b))) + r1_gamma / 2 * mean_b ||grad D(x_b)||^2``
-    with ``z_b ~ N(0, I)``, one per real example. With spectral normalisation the real and
-    generated examples go through the discriminator in one call that advances the
-    power-iteration vectors (returned in the new model state).
+    ``mean_b l_D(D(x_b), D(G(z_b))) [+ mean_b gp_weight (||grad D(x_hat_b)|| - 1)^2]
+    + r1_gamma / 2 * mean_b ||grad D(x_b)||^2`` with ``z_b ~ N(0, I)``, one per real example,
+    ``l_D`` the discriminator loss of ``model.loss`` (the module docstring's list) and the
+    gradient penalty for ``"wgan_gp"`` only (``x_hat_b`` from ``losses.gradient_penalty``, its
+    interpolation weights drawn from ``fold_in(rng, 1)``; ``z`` is drawn from ``rng``). With
+    spectral normalisation the real and generated examples go through the discriminator in
+    one call that advances the power-iteration vectors (returned in the new model state); the
+    penalties differentiate the same normalised network.
 
     Returns:
-      ``(loss, (metrics, model_state))``; metrics: ``gan_value`` (the batch estimate of
-      ``V(G, D)``), ``d_real`` / ``d_fake`` (mean ``D`` on real / generated examples) and,
+      ``(loss, (metrics, model_state))``; metrics: for ``"minimax"`` and ``"non_saturating"``,
+      ``gan_value`` (the batch estimate of ``V(G, D)``) and ``d_real`` / ``d_fake`` (mean
+      ``D = sigmoid(logits)`` on real / generated examples); for the other losses,
+      ``real_score`` / ``fake_score`` (mean raw output on real / generated examples), and for
+      ``"wgan_gp"`` also ``wasserstein`` (``real_score - fake_score``, the critic's estimate
+      of ``W_1``) and ``gradient_penalty`` (its weighted batch mean, as added to the loss);
       with ``r1_gamma > 0``, ``r1`` (mean squared input-gradient norm on real data; 0 after
       the R1 phase).
     """
@@ -473,12 +554,27 @@ def discriminator_objective(
     else:
         logits = disc.apply({"params": params[DISC]["params"]}, both)
     real_logits, fake_logits = logits[:b], logits[b:]
-    loss = jnp.mean(L.discriminator_loss(real_logits, fake_logits))
-    metrics = {
-        "gan_value": jnp.mean(L.gan_value(real_logits, fake_logits)),
-        "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-        "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
-    }
+    d_loss, _ = _LOSS_FNS[model.loss]
+    loss = jnp.mean(d_loss(real_logits, fake_logits))
+    if model.loss in _LOGISTIC:
+        metrics = {
+            "gan_value": jnp.mean(L.gan_value(real_logits, fake_logits)),
+            "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+        }
+    else:
+        metrics = {"real_score": jnp.mean(real_logits), "fake_score": jnp.mean(fake_logits)}
+    if model.loss == "wgan_gp":
+
+        def critic(inputs):
+            return discriminator_logits(model, params[DISC], model_state, inputs)
+
+        gp_rng = jax.random.fold_in(rng, 1)
+        gp = jnp.mean(L.gradient_penalty(critic, x, fake, gp_rng, model.gp_weight))
+        gp = gp.astype(loss.dtype)
+        loss = loss + gp
+        metrics["wasserstein"] = metrics["real_score"] - metrics["fake_score"]
+        metrics["gradient_penalty"] = gp
     if model.r1_gamma > 0:
 
         def penalty():
@@ -503,20 +599,27 @@ def generator_objective(
     batch: Mapping[str, Any],
     rng: jax.Array,
 ) -> tuple[jax.Array, tuple[dict[str, jax.Array], dict[str, Any]]]:
-    """The generator's loss on one batch: ``mean_b generator_loss(D(G(z_b)))``, ``B`` draws.
+    """The generator's loss on one batch: ``mean_b l_G(D(G(z_b)))``, ``B`` draws, ``l_G`` the
+    generator loss of ``model.loss`` (the module docstring's list).
 
     ``B`` is the real batch's size (the real examples themselves are not used). The
     power-iteration vectors are read, not advanced.
 
     Returns:
-      ``(loss, (metrics, model_state))``; metric ``d_fake``: mean ``D(G(z))``.
+      ``(loss, (metrics, model_state))``; metric ``d_fake`` (mean ``sigmoid(D(G(z)))``) for
+      ``"minimax"`` and ``"non_saturating"``, ``fake_score`` (mean raw ``D(G(z))``) otherwise.
     """
     x = _check_batch_x(model, batch, "gan.generator_objective")
     z = sample_latent(model, rng, x.shape[0])
     fake = generate(model, params[GEN], z).astype(x.dtype)
     logits = discriminator_logits(model, params[DISC], model_state, fake)
-    loss = jnp.mean(L.generator_loss(logits, non_saturating=model.non_saturating))
-    return loss, ({"d_fake": jnp.mean(jax.nn.sigmoid(logits))}, model_state)
+    _, g_loss = _LOSS_FNS[model.loss]
+    loss = jnp.mean(g_loss(logits))
+    if model.loss in _LOGISTIC:
+        metrics = {"d_fake": jnp.mean(jax.nn.sigmoid(logits))}
+    else:
+        metrics = {"fake_score": jnp.mean(logits)}
+    return loss, (metrics, model_state)
 
 
 def ema_post_update(
