@@ -15,6 +15,7 @@ twice. Only process 0 writes.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -28,6 +29,14 @@ def _jsonable(x):
     if isinstance(x, np.generic | np.ndarray | jax.Array):
         return np.asarray(x).tolist()
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def _unique_suffix() -> str:
+    """tensorboardX names a file by the second and the host only, so a second writer opened
+    within the same second (a quick resume, the figures after training) would truncate the
+    first one's file. Nanoseconds, zero-padded, keep the names distinct and in time order
+    (TensorBoard reads a directory's files in name order)."""
+    return f".{time.time_ns():020d}"
 
 
 def _scalars(record: dict) -> Iterable[tuple[str, float]]:
@@ -72,6 +81,7 @@ class MetricsLog:
                 str(workdir / TENSORBOARD_DIR),
                 purge_step=resume_step + 1 if resume_step else None,
                 flush_secs=10,
+                filename_suffix=_unique_suffix(),
             )
 
     def write(self, record: dict) -> None:
@@ -100,7 +110,9 @@ def write_figures(workdir: str | Path, step: int, paths: Iterable[str | Path]) -
     from matplotlib import image as mpimg
     from tensorboardX import SummaryWriter
 
-    with SummaryWriter(str(Path(workdir) / TENSORBOARD_DIR)) as writer:
+    with SummaryWriter(
+        str(Path(workdir) / TENSORBOARD_DIR), filename_suffix=_unique_suffix()
+    ) as writer:
         for path in paths:
             pixels = mpimg.imread(str(path))  # PNG: float in [0, 1], [H, W, 3 or 4]
             if pixels.ndim == 2:

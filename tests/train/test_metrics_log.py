@@ -108,3 +108,18 @@ def test_figures_become_images(tmp_path):
     assert [(tag, step) for tag, step, _ in images] == [("figures/samples", 7)]
     image = images[0][2]
     assert (image.width, image.height, image.colorspace) == (100, 50, 3)
+
+
+def test_writers_opened_within_one_second_keep_each_others_events(tmp_path):
+    from genjax.train import MetricsLog
+
+    for start, steps in ((0, (1, 2)), (2, (3, 4))):  # a resume from step 2, at once
+        log = MetricsLog(tmp_path, resume_step=start)
+        for step in steps:
+            log.write({"step": step, "split": "train", "loss": float(step)})
+        log.close()
+    write_figures(tmp_path, 4, [])  # nothing to add: opens no writer
+    assert len(list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))) == 2
+    assert _scalars(_events(tmp_path / "tensorboard"))["train/loss"] == {
+        1: 1.0, 2: 2.0, 3: 3.0, 4: 4.0
+    }  # fmt: skip
