@@ -29,7 +29,8 @@ from typing import ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
+
+from genjax.data.local_builder import LocalBuilder
 
 __all__ = ["IMAGE_MAX", "TEST_EVERY", "Digits", "prepare_digits", "split_indices"]
 
@@ -87,7 +88,7 @@ def _load_sklearn() -> tuple[np.ndarray, np.ndarray]:
     return images.astype(np.uint8)[..., None], raw.target.astype(np.int64)
 
 
-class Digits(tfds.core.GeneratorBasedBuilder):
+class Digits(LocalBuilder):
     """TFDS builder for scikit-learn's 8x8 digits (dataset name ``"digits"``).
 
     Prepared from the copy inside scikit-learn, so ``download_and_prepare`` needs no network.
@@ -105,20 +106,6 @@ class Digits(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES: ClassVar[dict[str, str]] = {
         "1.0.0": "First release: raw 0..16 images, stratified 1,442/355 split."
     }
-
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        """This module's file (TFDS looks for a ``checksums.tsv`` beside it; there is none).
-
-        TFDS derives the default from the top-level package's resources, which fails when
-        ``genjax`` is imported as a namespace package (e.g. some editable installs).
-        """
-        return epath.Path(__file__)
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("file_format", "array_record")
-        super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         # Built directly rather than with `dataset_info_from_configs`, which looks for

@@ -47,6 +47,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from genjax.data.errors import DatasetError
+from genjax.data.local_builder import LocalBuilder
 
 __all__ = [
     "ArrayExamples",
@@ -111,7 +112,7 @@ class ArrayExamples:
             yield i, record
 
 
-class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class ManualBuilder(LocalBuilder, skip_registration=True):
     """A TFDS builder that prepares a set from its original files in the manual directory.
 
     Subclasses set the class attributes below and implement :meth:`read_splits`, which reads
@@ -159,20 +160,6 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         if any("?" in f.url for f in cls.FILES):
             return cls.HOMEPAGE
         return ", ".join(dict.fromkeys(f.url.rsplit("/", 1)[0] + "/" for f in cls.FILES))
-
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        """This package's folder (TFDS looks for a ``checksums.tsv`` there; there is none).
-
-        TFDS derives the default from the top-level package's resources, which fails when
-        ``genjax`` is imported as a namespace package (e.g. some editable installs).
-        """
-        return epath.Path(__file__)
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("file_format", "array_record")
-        super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         features: dict[str, Any] = {
