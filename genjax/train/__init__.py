@@ -1,11 +1,11 @@
 """The one training engine: tasks, train states, compiled steps, loops and checkpoints."""
 
-from genjax.train.checkpoint import Checkpointer, CheckpointError
-from genjax.train.loop import FitResult, NonFiniteError, ResumeError, TrainConfig, chunk_ends, fit
+from genjax.task import SINGLE, Player, Task
+from genjax.train.checkpoint import Checkpointer, CheckpointError, ResumeError
+from genjax.train.loop import FitResult, NonFiniteError, TrainConfig, chunk_ends, fit
 from genjax.train.metrics_log import MetricsLog, write_figures
 from genjax.train.state import TrainState, init_state
 from genjax.train.step import STRATEGIES, Engine, make_update
-from genjax.train.task import SINGLE, Player, Task
 
 __all__ = [
     "SINGLE",

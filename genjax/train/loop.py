@@ -1,4 +1,5 @@
-"""The training loop: resume, compiled chunks of steps, logging, evaluation, checkpoints.
+"""The training loop: ``fit`` resumes, runs compiled chunks of steps, logs, evaluates and
+checkpoints.
 
 ``fit`` drives an ``Engine`` over a dataset. The run is a pure function of the seed and the
 step: batches come from ``(seed, step)``, randomness from ``fold_in(key, step)``, and the
@@ -6,6 +7,18 @@ chunks the steps are grouped into (fused by ``lax.scan``) end at absolute step n
 (multiples of ``fuse_steps``, ``log_every``, ``eval_every`` and ``checkpoint_every``). A run
 resumed from a checkpoint therefore replays exactly the computations an uninterrupted run
 would have made, and ends with bitwise-identical parameters on the same machine.
+
+``fit`` is the orchestration; each concern is one piece:
+
+* ``genjax.train.resume``: the fresh state, the data setup a checkpoint records, and
+  ``RunCheckpoints`` (restore the newest readable checkpoint, save, close).
+* ``genjax.train.chunks``: ``chunk_ends``, what is due at a chunk's end (``ChunkEnd``), and
+  ``ChunkRunner`` (one chunk of steps in one dispatch).
+* ``genjax.train.reporting``: ``TrainReporter``, the train metric lines and the progress bar.
+* ``genjax.train.evaluation``: ``Evaluation``, the test lines, ``on_eval`` and the check of
+  ``best_metric``.
+* here: ``NonFiniteGuard`` (stop after ``max_bad_steps`` consecutive non-finite steps) and
+  ``_StopRequest`` (SIGTERM/SIGINT: checkpoint, then stop).
 """
 
 from __future__ import annotations
@@ -13,21 +26,24 @@ from __future__ import annotations
 import dataclasses
 import signal
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from genjax.data.pipeline import Batcher, Preprocess, preprocess
-from genjax.train.checkpoint import Checkpointer, ResumeError
+from genjax.task import Task
+from genjax.train.checkpoint import ResumeError  # noqa: F401 (importable from here)
+from genjax.train.chunks import ChunkEnd, ChunkRunner, chunk_ends, place_resident_data
+from genjax.train.evaluation import Evaluation
 from genjax.train.metrics_log import MetricsLog
-from genjax.train.state import TrainState, init_state
-from genjax.train.step import STRATEGIES, Engine
-from genjax.train.task import Task
+from genjax.train.reporting import TrainReporter
+from genjax.train.reporting import loss_postfix as _loss_postfix  # noqa: F401 (former name)
+from genjax.train.resume import RunCheckpoints, data_meta, fresh_state
+from genjax.train.state import TrainState
+from genjax.train.step import STRATEGIES, Engine, Prepare
 
 
 class NonFiniteError(RuntimeError):
@@ -114,20 +130,14 @@ class FitResult:
     last_eval: dict
 
 
-def chunk_ends(start: int, config: TrainConfig) -> Iterator[int]:
-    """The absolute steps at which compiled chunks end, from ``start`` to ``config.steps``
-    (generated as the run goes, so a long run costs no memory up front)."""
-    marks = [config.fuse_steps, config.log_every, config.checkpoint_every]
-    if config.eval_every:
-        marks.append(config.eval_every)
-    s = start
-    while s < config.steps:
-        s = min(min((s // m + 1) * m for m in marks), config.steps)
-        yield s
-
-
 class _StopRequest:
-    """SIGTERM/SIGINT: finish the current chunk, checkpoint, and exit cleanly."""
+    """SIGTERM/SIGINT: finish the current chunk, checkpoint, and exit cleanly.
+
+    While the context is active (in the main thread only: Python delivers signals there),
+    the first SIGTERM or SIGINT sets ``requested``; ``fit`` then checks the guard, saves a
+    checkpoint at the end of the current chunk and raises ``KeyboardInterrupt``. A second
+    signal raises ``KeyboardInterrupt`` at once. The previous handlers are restored on exit.
+    """
 
     def __init__(self):
         self.requested = False
@@ -155,19 +165,69 @@ class _StopRequest:
 
 
 def threading_main() -> bool:
+    """Whether this is the main thread (the only one that may install signal handlers)."""
     import threading
 
     return threading.current_thread() is threading.main_thread()
 
 
-def _loss_postfix(metrics: dict) -> dict[str, str]:
-    """The progress bar's loss field(s): ``loss`` for one player, ``<player>_loss`` for each
-    player of a multi-player task (a GAN's ``disc`` and ``gen``)."""
-    if "loss" in metrics:
-        return {"loss": f"{metrics['loss']:.4g}"}
-    return {
-        f"{k.split('/')[0]}_loss": f"{v:.4g}" for k, v in metrics.items() if k.endswith("/loss")
-    }
+class NonFiniteGuard:
+    """The non-finite guard's check at the host's sync points.
+
+    The compiled steps skip a step whose loss or gradient is not finite and count the
+    longest streak of such steps in the state; ``check`` raises ``NonFiniteError`` once that
+    streak reaches ``max_bad_steps``, after closing the checkpoints (the saves in flight
+    land, so those on disk are the last good ones).
+    """
+
+    def __init__(self, engine: Engine, config: TrainConfig, checkpoints: RunCheckpoints):
+        self.engine = engine
+        self.max_bad_steps = config.max_bad_steps
+        self.checkpoints = checkpoints
+
+    def check(self, state: TrainState) -> None:
+        """Read the longest streak off the engine's ``state`` (a device sync); raise if it
+        reached the limit."""
+        worst = int(jax.device_get(self.engine.one_replica(state.max_bad_streak)))
+        if worst >= self.max_bad_steps:
+            self.checkpoints.close()
+            raise NonFiniteError(
+                f"{worst} consecutive steps had a non-finite loss or gradient "
+                f"(limit train.max_bad_steps={self.max_bad_steps}); the parameters were "
+                f"left at their last finite values and the checkpoints in "
+                f"{self.checkpoints.path} are intact "
+                f"(latest: step {self.checkpoints.latest_step()})"
+            )
+
+
+def _in_step_preprocessing(train_data: Any, preprocess_spec: Preprocess | None) -> Prepare:
+    """The preprocessing the compiled step runs on each raw batch: ``preprocess`` with the
+    run's spec (default ``Preprocess()``) and the dataset's ``image_max``."""
+    spec = preprocess_spec or Preprocess()
+    image_max = getattr(train_data, "image_max", None)
+
+    def prepare(raw, rng):
+        return preprocess(raw, rng, spec, image_max)
+
+    return prepare
+
+
+def _check_batch_fits_split(config: TrainConfig, train_data: Any) -> None:
+    """``ValueError`` when one batch would need more examples than the training split has."""
+    if config.batch_size > train_data.num_examples:
+        raise ValueError(
+            f"batch_size {config.batch_size} is larger than the training split "
+            f"({train_data.num_examples} examples of {train_data.name!r})"
+        )
+
+
+def _check_batch_splits_over_devices(config: TrainConfig, engine: Engine) -> None:
+    """``ValueError`` when the global batch does not split evenly over the engine's devices."""
+    if config.batch_size % engine.num_devices:
+        raise ValueError(
+            f"batch_size {config.batch_size} is not divisible by the {engine.num_devices} "
+            f"devices of the {config.strategy!r} strategy"
+        )
 
 
 def fit(
@@ -194,238 +254,69 @@ def fit(
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    spec = preprocess_spec or Preprocess()
-    image_max = getattr(train_data, "image_max", None)
-
-    def prepare(raw, rng):
-        return preprocess(raw, rng, spec, image_max)
-
-    pcount, pindex = jax.process_count(), jax.process_index()
-    if config.batch_size > train_data.num_examples:
-        raise ValueError(
-            f"batch_size {config.batch_size} is larger than the training split "
-            f"({train_data.num_examples} examples of {train_data.name!r})"
-        )
+    prepare = _in_step_preprocessing(train_data, preprocess_spec)
+    _check_batch_fits_split(config, train_data)
     batcher = Batcher(
-        train_data, config.batch_size, config.seed, process_index=pindex, process_count=pcount
+        train_data,
+        config.batch_size,
+        config.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
     )
     engine = Engine(
         task, prepare, strategy=config.strategy, compute_dtype=config.compute_dtype, mesh=mesh
     )
-    if config.batch_size % engine.num_devices:
-        raise ValueError(
-            f"batch_size {config.batch_size} is not divisible by the {engine.num_devices} "
-            f"devices of the {config.strategy!r} strategy"
-        )
+    _check_batch_splits_over_devices(config, engine)
 
-    # Initialise under one jit: eager initialisation would compile every small op on its own.
-    @jax.jit
-    def initialise(rng, raw):
-        return init_state(task, rng, prepare(raw, jax.random.PRNGKey(0)))
-
-    fresh = initialise(jax.random.PRNGKey(config.seed), batcher.raw_batch(0))
-    host_template = jax.tree.map(np.asarray, fresh)
-    data_meta = {
-        "dataset": getattr(train_data, "name", "?"),
-        "num_examples": int(train_data.num_examples),
-        "batch_size": config.batch_size,
-        "seed": config.seed,
-    }
-
-    if config.best_metric:
-        # Name a misspelt metric now, before anything is written, not at the first evaluation.
-        if evaluate is None:
-            raise ValueError(
-                f"train.best_metric={config.best_metric!r} ranks checkpoints by an evaluation "
-                "metric, but this run has no evaluation (pass evaluate=...)"
-            )
-        _check_best_metric(config, evaluate(fresh.params, fresh.model_state))
-    ckpt = Checkpointer(
-        workdir / "checkpoints",
-        keep=config.keep_checkpoints,
-        best_metric=config.best_metric or None,
-        best_mode=config.best_mode,
-        asynchronous=config.async_checkpoints,
-    )
-    try:
-        host_state, start = _restore(ckpt, host_template, data_meta, workdir)
-    except BaseException:
-        ckpt.close()
-        raise
+    # Where the run starts: step 0, or the newest readable checkpoint of this model and data.
+    fresh = fresh_state(task, prepare, batcher, config.seed)
+    template = jax.tree.map(np.asarray, fresh)
+    meta = data_meta(train_data, config)
+    evaluation = Evaluation(config, evaluate, on_eval)
+    evaluation.check_best_metric_before_training(fresh)
+    checkpoints = RunCheckpoints(workdir, config, engine, meta)
+    host_state, start = checkpoints.restore_or_start(template)
     del fresh
     state = engine.place_state(host_state)
+
     log = MetricsLog(workdir, resume_step=start, tensorboard=config.tensorboard)
-
-    resident = None
-    if config.data_on_device:
-        if pcount > 1:
-            raise ValueError("data_on_device is for single-process runs")
-        resident = engine.place_resident({k: np.asarray(v) for k, v in train_data.features.items()})
-
-    last_train: dict = {}
-    last_eval: dict = {}
-    pending: list[tuple[dict, int]] = []
-    t_run = time.perf_counter()
-    t_interval, s_interval = t_run, start
-    show = config.progress and pindex == 0
-    bar = tqdm(total=config.steps, initial=start, disable=not show, unit="step", dynamic_ncols=True)
-
-    def check_guard(st):
-        worst = int(
-            jax.device_get(st.max_bad_streak if config.strategy != "pmap" else st.max_bad_streak[0])
-        )
-        if worst >= config.max_bad_steps:
-            ckpt.close()
-            raise NonFiniteError(
-                f"{worst} consecutive steps had a non-finite loss or gradient "
-                f"(limit train.max_bad_steps={config.max_bad_steps}); the parameters were "
-                f"left at their last finite values and the checkpoints in "
-                f"{workdir / 'checkpoints'} are intact "
-                f"(latest: step {max(ckpt.steps(), default=0)})"
-            )
-
-    def save(st, metrics=None):
-        host = engine.fetch_state(st)
-        ckpt.save(host, {"step": int(host.step), "data": data_meta}, metrics)
-
+    run_chunk = ChunkRunner(
+        engine, batcher, config, place_resident_data(engine, train_data, config)
+    )
+    reporter = TrainReporter(log, engine, config, start, on_log)
+    guard = NonFiniteGuard(engine, config, checkpoints)
     try:
         with _StopRequest() as stop:
             s = start
             for end in chunk_ends(start, config):
-                n = end - s
-                if resident is not None:
-                    state, metrics = engine.run_on_device(
-                        state, resident, num_steps=n, batch_size=config.batch_size, seed=config.seed
-                    )
-                    pending.append((metrics, n))
-                elif n == 1 and config.fuse_steps == 1:
-                    raw = engine.place_batch(batcher.raw_batch(s))
-                    state, metrics = engine.step(state, raw)
-                    pending.append((metrics, 1))
-                else:
-                    raw = engine.place_batch(batcher.raw_batches(s, n), stacked=True)
-                    state, metrics = engine.run(state, raw)
-                    pending.append((metrics, n))
+                state, metrics = run_chunk(state, s, end)
+                reporter.add(metrics, end - s)
                 s = end
-                bar.update(n)
-
-                at_log = end % config.log_every == 0 or end == config.steps
-                at_eval = end == config.steps or (
-                    config.eval_every and end % config.eval_every == 0
-                )
-                at_ckpt = end % config.checkpoint_every == 0 or end == config.steps
-                if at_log or at_ckpt or stop.requested:
-                    check_guard(state)
-                if at_log:
-                    now = time.perf_counter()
-                    last_train = _mean_metrics(pending, engine.strategy)
-                    pending = []
-                    rate = (end - s_interval) / max(now - t_interval, 1e-9)
-                    host_counts = engine.fetch_state(state)
-                    record = {
-                        "step": end,
-                        "split": "train",
-                        **last_train,
-                        "skipped_steps": int(host_counts.skipped),
-                        "steps_per_s": rate,
-                        "examples_per_s": rate * config.batch_size,
-                        "wall_s": now - t_run,
-                    }
-                    log.write(record)
-                    if on_log is not None:
-                        on_log(end, record)
-                    bar.set_postfix(
-                        **_loss_postfix(last_train),
-                        ex_s=f"{rate * config.batch_size:.0f}",
-                        refresh=False,
-                    )
-                    t_interval, s_interval = now, end
-                if at_eval and evaluate is not None:
-                    last_eval = {
-                        k: float(v)
-                        for k, v in evaluate(
-                            engine.params(state), _model_state(engine, state)
-                        ).items()
-                    }
-                    log.write({"step": end, "split": "test", **last_eval})
-                    _check_best_metric(config, last_eval)
-                if at_eval and on_eval is not None:
-                    on_eval(end, engine.params(state), _model_state(engine, state))
-                if at_ckpt or stop.requested:
-                    save(state, last_eval if at_eval else None)
+                due = ChunkEnd.at(end, config)
+                # Every host sync point checks the guard first: nothing non-finite is logged
+                # or saved, and a signal stops the run only after a checkpoint.
+                if due.log or due.checkpoint or stop.requested:
+                    guard.check(state)
+                if due.log:
+                    reporter.write_train_line(end, state)
+                if due.evaluation:
+                    evaluation.at_step(end, engine, state, log)
+                if due.checkpoint or stop.requested:
+                    checkpoints.save(state, evaluation.last if due.evaluation else None)
                 if stop.requested and end != config.steps:
-                    ckpt.close()
-                    bar.close()
+                    checkpoints.close()
+                    reporter.close_bar()
                     raise KeyboardInterrupt(f"stopped at step {end} by a signal; checkpoint saved")
-        if start == config.steps and evaluate is not None:
-            last_eval = {
-                k: float(v)
-                for k, v in evaluate(engine.params(state), _model_state(engine, state)).items()
-            }
-        ckpt.close()
+        if start == config.steps:  # nothing left to train: report the final evaluation
+            evaluation.measure(engine, state)
+        checkpoints.close()
     finally:
-        bar.close()
-        log.close()
+        reporter.close()
     host = engine.fetch_state(state)
     return FitResult(
         state=host,
         start_step=start,
-        wall_s=time.perf_counter() - t_run,
-        last_train=last_train,
-        last_eval=last_eval,
+        wall_s=reporter.elapsed(),
+        last_train=reporter.last_train,
+        last_eval=evaluation.last,
     )
-
-
-def _restore(
-    ckpt: Checkpointer, template: TrainState, data_meta: dict, workdir: Path
-) -> tuple[TrainState, int]:
-    """The state to start from, and its step: the newest readable checkpoint, or
-    ``template`` (step 0) when there is none. Raises ``ResumeError`` when the checkpoints are
-    another model's (other parameter leaves, shapes or dtypes) or another data setup's; those
-    are left untouched."""
-    try:
-        restored = ckpt.restore_latest(template)
-    except ResumeError as err:
-        raise ResumeError(
-            f"cannot resume the run in {workdir}: {err}; use another work directory"
-        ) from None
-    if restored is None:
-        return template, 0
-    state, meta = restored
-    if meta.get("data") != data_meta:
-        raise ResumeError(
-            f"the checkpoint in {workdir} was made with data {meta.get('data')}, "
-            f"this run has {data_meta}; use another work directory"
-        )
-    return state, int(state.step)
-
-
-def _check_best_metric(config: TrainConfig, metrics: dict) -> None:
-    if config.best_metric and config.best_metric not in metrics:
-        raise ValueError(
-            f"train.best_metric={config.best_metric!r} is not one of the evaluation's metrics "
-            f"{sorted(metrics)}"
-        )
-
-
-def _model_state(engine: Engine, state: TrainState):
-    if engine.strategy == "pmap":
-        return jax.tree.map(lambda x: x[0], state.model_state)
-    return state.model_state
-
-
-def _mean_metrics(pending: list[tuple[dict, int]], strategy: str) -> dict:
-    """Average the metrics of an interval (one device→host transfer)."""
-    if not pending:
-        return {}
-    fetched = jax.device_get([m for m, _ in pending])
-    sums: dict[str, float] = {}
-    count = 0
-    for metrics, (_, n) in zip(fetched, pending, strict=True):
-        for k, v in metrics.items():
-            v = np.asarray(v, np.float64)
-            if strategy == "pmap":
-                v = v[0]
-            sums[k] = sums.get(k, 0.0) + float(v.sum())
-        count += n
-    return {k: v / count for k, v in sums.items()}

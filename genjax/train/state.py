@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from genjax.train.task import Task
+from genjax.task import Task
 
 
 @struct.dataclass

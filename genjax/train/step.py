@@ -15,6 +15,11 @@ how it runs:
 In the per-device strategies each device folds its index into the step's key, so random
 draws are independent across devices (as in Flax's examples); for a loss that draws nothing
 at random all four give the same numbers up to float reassociation.
+
+Each strategy is one ``Strategy`` subclass (``JitStrategy``, ``MeshStrategy``,
+``ShardMapStrategy``, ``PmapStrategy``) that holds all it knows: where the state, batches and
+a resident dataset are placed, how a step is compiled, how one copy of the state is read
+back. ``Engine`` chooses one from the name once (``strategy_class``) and only calls it.
 """
 
 from __future__ import annotations
@@ -32,11 +37,11 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from genjax.data.pipeline import check_batch_size, epoch_permutation
+from genjax.task import SINGLE, Task
 from genjax.train.state import TrainState
-from genjax.train.task import SINGLE, Task
 
-STRATEGIES = ("jit", "mesh", "shard_map", "pmap")
 AXIS = "data"
+# ``STRATEGIES`` (the names, in order) is built below from the ``Strategy`` classes.
 
 Prepare = Callable[[dict, jax.Array], dict]
 
@@ -247,6 +252,243 @@ def _device_scan(
     return run
 
 
+# ------------------------------------------------------------------------------ strategies
+class Strategy:
+    """What one data-parallel strategy knows: where the state, the batches and a resident
+    dataset live, how a step function is compiled, and how one copy of the state is read.
+
+    One subclass per entry of ``STRATEGIES``. ``Engine`` picks one from the strategy's name
+    once (``strategy_class``) and from then on calls only these operations.
+
+    Attributes:
+      name: the strategy's name in ``STRATEGIES``.
+      axis_name: the mesh axis per-device code averages over (``make_update``'s
+        ``axis_name``), ``None`` when XLA partitions one global program.
+      mesh: the device mesh, ``None`` for one device.
+    """
+
+    name: str
+    axis_name: str | None = None
+    mesh: Mesh | None = None
+
+    @property
+    def num_devices(self) -> int:
+        """Devices of the run (over all processes)."""
+        raise NotImplementedError
+
+    @property
+    def num_local_devices(self) -> int:
+        """Devices of this process."""
+        raise NotImplementedError
+
+    def place_state(self, state: TrainState) -> TrainState:
+        """Put an (unaliased) state into this strategy's device layout."""
+        raise NotImplementedError
+
+    def place_batch(self, raw: dict, *, stacked: bool) -> dict:
+        """Put this process's slice of a global batch (or stack of batches) on the devices."""
+        raise NotImplementedError
+
+    def place_resident(self, data: dict) -> dict:
+        """Put a whole dataset where ``run_on_device`` reads it."""
+        raise NotImplementedError
+
+    def compile(self, body: Callable, *, data_arg: str, donate: tuple[int, ...]) -> Callable:
+        """Compile ``body(state, x)``; ``data_arg`` says what x is: ``"batch"``, ``"stack"``
+        (stack of batches) or ``"resident"`` (a whole dataset)."""
+        raise NotImplementedError
+
+    def resident_batch_sharding(self) -> NamedSharding | None:
+        """The sharding a batch gathered from a resident dataset is constrained to (inside
+        the compiled scan), ``None`` for none."""
+        return None
+
+    def one_replica(self, tree):
+        """One copy of ``tree`` (a state, or a part of one, or its metrics) in this layout;
+        works on device arrays and on host copies of them alike."""
+        return tree
+
+
+class JitStrategy(Strategy):
+    """``jit``: one device, ``jax.jit``. A mesh passed in is ignored."""
+
+    name = "jit"
+
+    def __init__(self, mesh: Mesh | None = None):
+        del mesh
+
+    @property
+    def num_devices(self) -> int:
+        return 1
+
+    @property
+    def num_local_devices(self) -> int:
+        return 1
+
+    def place_state(self, state):
+        return jax.device_put(state, jax.devices()[0])
+
+    def place_batch(self, raw, *, stacked):
+        del stacked
+        return jax.device_put(raw, jax.devices()[0])
+
+    def place_resident(self, data):
+        return jax.device_put(data, jax.devices()[0])
+
+    def compile(self, body, *, data_arg, donate):
+        del data_arg
+        return jax.jit(body, donate_argnums=donate)
+
+
+class _OverMesh(Strategy):
+    """A strategy over a ``Mesh`` with a ``data`` axis (default: all devices on it).
+
+    The layout is that of global arrays: the state and a resident dataset replicated over
+    the mesh, a batch sharded along ``data`` (``mesh`` and ``shard_map``; ``pmap`` overrides
+    the placements).
+    """
+
+    def __init__(self, mesh: Mesh | None = None):
+        self.mesh = mesh or Mesh(np.asarray(jax.devices()), (AXIS,))
+        if AXIS not in self.mesh.axis_names:
+            raise ValueError(f"the mesh needs an axis named {AXIS!r}, got {self.mesh.axis_names}")
+
+    @property
+    def num_devices(self) -> int:
+        return self.mesh.devices.size
+
+    @property
+    def num_local_devices(self) -> int:
+        return sum(d.process_index == jax.process_index() for d in self.mesh.devices.flat)
+
+    def _replicated(self) -> NamedSharding:
+        return NamedSharding(self.mesh, P())
+
+    def _batch_sharding(self, stacked: bool) -> NamedSharding:
+        return NamedSharding(self.mesh, P(None, AXIS) if stacked else P(AXIS))
+
+    def _check_local_batch(self, raw: dict, batch_axis: int) -> int:
+        """The number of local devices, once every entry of ``raw`` splits evenly over them
+        along ``batch_axis`` (else a ``ValueError`` naming the entry)."""
+        n_local = self.num_local_devices
+        for k, v in raw.items():
+            if v.shape[batch_axis] % n_local:
+                raise ValueError(
+                    f"batch entry {k!r}: per-process batch size {v.shape[batch_axis]} is not "
+                    f"divisible by the {n_local} local devices of the {self.name} strategy"
+                )
+        return n_local
+
+    def place_state(self, state):
+        return jax.device_put(state, self._replicated())
+
+    def place_batch(self, raw, *, stacked):
+        self._check_local_batch(raw, 1 if stacked else 0)
+        sharding = self._batch_sharding(stacked)
+        return {
+            k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+            for k, v in raw.items()
+        }
+
+    def place_resident(self, data):
+        return jax.device_put(data, self._replicated())
+
+
+class MeshStrategy(_OverMesh):
+    """``mesh``: ``jax.jit`` with the batch sharded over ``data`` and the state replicated;
+    XLA inserts the gradient all-reduce."""
+
+    name = "mesh"
+
+    def compile(self, body, *, data_arg, donate):
+        if data_arg == "resident":
+            data_sharding = self._replicated()
+        else:
+            data_sharding = self._batch_sharding(data_arg == "stack")
+        return jax.jit(
+            body,
+            in_shardings=(self._replicated(), data_sharding),
+            out_shardings=(self._replicated(), self._replicated()),
+            donate_argnums=donate,
+        )
+
+    def resident_batch_sharding(self):
+        return self._batch_sharding(False)
+
+
+class ShardMapStrategy(_OverMesh):
+    """``shard_map``: per-device code (explicit ``lax.pmean`` over ``data``) through
+    ``jax.shard_map`` under ``jax.jit``."""
+
+    name = "shard_map"
+    axis_name = AXIS
+
+    def compile(self, body, *, data_arg, donate):
+        spec = {"batch": P(AXIS), "stack": P(None, AXIS), "resident": P()}[data_arg]
+        mapped = jax.shard_map(
+            body, mesh=self.mesh, in_specs=(P(), spec), out_specs=(P(), P()), check_vma=False
+        )
+        return jax.jit(mapped, donate_argnums=donate)
+
+
+class PmapStrategy(_OverMesh):
+    """``pmap``: the per-device code through ``jax.pmap``. The state holds one copy per
+    device along a leading axis; a batch is split into per-device slices on the host; a
+    resident dataset sits on the default device and is broadcast to every device."""
+
+    name = "pmap"
+    axis_name = AXIS
+
+    def place_state(self, state):
+        # One copy per device along a leading axis, laid out the way pmap maps it.
+        n = self.num_devices
+        stacked = jax.tree.map(lambda x: np.broadcast_to(x, (n, *np.shape(x))), state)
+        return jax.device_put(stacked, NamedSharding(self.mesh, P(AXIS)))
+
+    def place_batch(self, raw, *, stacked):
+        batch_axis = 1 if stacked else 0
+        n_local = self._check_local_batch(raw, batch_axis)
+
+        def split(v):
+            b = v.shape[batch_axis]
+            if stacked:
+                v = v.reshape(v.shape[0], n_local, b // n_local, *v.shape[2:])
+                return np.moveaxis(v, 1, 0)
+            return v.reshape(n_local, b // n_local, *v.shape[1:])
+
+        return {k: split(np.asarray(v)) for k, v in raw.items()}
+
+    def place_resident(self, data):
+        return jax.device_put(data, jax.devices()[0])
+
+    def compile(self, body, *, data_arg, donate):
+        return jax.pmap(
+            body,
+            axis_name=AXIS,
+            in_axes=(0, None if data_arg == "resident" else 0),
+            devices=list(self.mesh.devices.flat),
+            donate_argnums=donate,
+        )
+
+    def one_replica(self, tree):
+        return jax.tree.map(lambda x: x[0], tree)
+
+
+_BY_NAME: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (JitStrategy, MeshStrategy, ShardMapStrategy, PmapStrategy)
+}
+STRATEGIES = tuple(_BY_NAME)
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """The ``Strategy`` subclass called ``name``; a ``ValueError`` naming ``STRATEGIES`` for
+    an unknown name."""
+    if name not in _BY_NAME:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+    return _BY_NAME[name]
+
+
+# ---------------------------------------------------------------------------------- engine
 class Engine:
     """Compiled train steps for one task under one strategy.
 
@@ -262,7 +504,8 @@ class Engine:
     ``step``, ``run`` (scan over a stack of batches) and ``run_on_device`` (scan gathering
     batches by index from a dataset on the device) all take and return the state in this
     strategy's layout: replicated over the mesh, or stacked along a leading device axis for
-    ``pmap``. ``place_state`` / ``fetch_state`` convert to and from that layout.
+    ``pmap``. ``place_state`` / ``fetch_state`` convert to and from that layout; everything
+    that depends on the strategy is delegated to its ``Strategy`` object.
     """
 
     def __init__(
@@ -275,8 +518,7 @@ class Engine:
         mesh: Mesh | None = None,
         donate: bool = True,
     ):
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        layout = strategy_class(strategy)
         dtype = jnp.dtype(compute_dtype)
         if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
             raise ValueError(f"compute_dtype must be float32, bfloat16 or float16, got {dtype}")
@@ -285,39 +527,21 @@ class Engine:
         self.compute_dtype = dtype
         self.donate = donate
         self._prepare = prepare
-        if strategy == "jit":
-            self.mesh = None
-        else:
-            self.mesh = mesh or Mesh(np.asarray(jax.devices()), (AXIS,))
-            if AXIS not in self.mesh.axis_names:
-                raise ValueError(
-                    f"the mesh needs an axis named {AXIS!r}, got {self.mesh.axis_names}"
-                )
-        self._per_device = strategy in ("shard_map", "pmap")
+        self._strategy: Strategy = layout(mesh)
+        self.mesh = self._strategy.mesh
         self._update = make_update(
-            task,
-            prepare,
-            compute_dtype=dtype,
-            axis_name=AXIS if self._per_device else None,
+            task, prepare, compute_dtype=dtype, axis_name=self._strategy.axis_name
         )
         self._cache: dict[Any, Callable] = {}
 
     # ----------------------------------------------------------------- layout
     @property
     def num_devices(self) -> int:
-        return 1 if self.mesh is None else self.mesh.devices.size
+        return self._strategy.num_devices
 
     @property
     def num_local_devices(self) -> int:
-        if self.mesh is None:
-            return 1
-        return sum(d.process_index == jax.process_index() for d in self.mesh.devices.flat)
-
-    def _replicated(self):
-        return NamedSharding(self.mesh, P())
-
-    def _batch_sharding(self, stacked: bool):
-        return NamedSharding(self.mesh, P(None, AXIS) if stacked else P(AXIS))
+        return self._strategy.num_local_devices
 
     def place_state(self, state: TrainState) -> TrainState:
         """Put a (host or single-device) state into this strategy's device layout.
@@ -325,94 +549,41 @@ class Engine:
         Leaves that share one device buffer (a model state that holds the very arrays of the
         parameters, say) get a buffer each: a donated call cannot take one buffer twice.
         """
-        state = _unalias(state)
-        if self.strategy == "jit":
-            return jax.device_put(state, jax.devices()[0])
-        if self.strategy == "pmap":
-            # One copy per device along a leading axis, laid out the way pmap maps it.
-            n = self.num_devices
-            stacked = jax.tree.map(lambda x: np.broadcast_to(x, (n, *np.shape(x))), state)
-            return jax.device_put(stacked, NamedSharding(self.mesh, P(AXIS)))
-        return jax.device_put(state, self._replicated())
+        return self._strategy.place_state(_unalias(state))
+
+    def one_replica(self, tree):
+        """One copy of a placed state, part of one, or metrics (``tree[0]`` under ``pmap``,
+        ``tree`` itself otherwise); on device arrays or their host copies."""
+        return self._strategy.one_replica(tree)
 
     def fetch_state(self, state: TrainState) -> TrainState:
         """One copy of the state, as host numpy arrays (for checkpoints and evaluation)."""
-        if self.strategy == "pmap":
-            state = jax.tree.map(lambda x: x[0], state)
-        return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), state)
+        return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), self.one_replica(state))
 
     def params(self, state: TrainState):
         """The parameters as one copy on the default device (for evaluation)."""
-        if self.strategy == "pmap":
-            return jax.tree.map(lambda x: x[0], state.params)
-        return state.params
+        return self.one_replica(state.params)
+
+    def model_state(self, state: TrainState):
+        """The model state as one copy (for evaluation)."""
+        return self.one_replica(state.model_state)
 
     def place_batch(self, raw: dict, *, stacked: bool = False) -> dict:
         """Put this process's slice of a global batch (host numpy) on the devices.
 
         ``raw`` holds ``[B_local, ...]`` arrays (``[N, B_local, ...]`` when ``stacked``).
         """
-        if self.strategy == "jit":
-            return jax.device_put(raw, jax.devices()[0])
-        batch_axis = 1 if stacked else 0
-        n_local = self.num_local_devices
-        for k, v in raw.items():
-            if v.shape[batch_axis] % n_local:
-                raise ValueError(
-                    f"batch entry {k!r}: per-process batch size {v.shape[batch_axis]} is not "
-                    f"divisible by the {n_local} local devices of the {self.strategy} strategy"
-                )
-        if self.strategy == "pmap":
-
-            def split(v):
-                b = v.shape[batch_axis]
-                if stacked:
-                    v = v.reshape(v.shape[0], n_local, b // n_local, *v.shape[2:])
-                    return np.moveaxis(v, 1, 0)
-                return v.reshape(n_local, b // n_local, *v.shape[1:])
-
-            return {k: split(np.asarray(v)) for k, v in raw.items()}
-        sharding = self._batch_sharding(stacked)
-        return {
-            k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-            for k, v in raw.items()
-        }
+        return self._strategy.place_batch(raw, stacked=stacked)
 
     # ------------------------------------------------------------- compiled
     def _compile(self, key, body: Callable, *, data_arg: str):
-        """Compile ``body(state, x)`` for this strategy; ``data_arg`` says what x is:
-        ``"batch"``, ``"stack"`` (stack of batches) or ``"resident"`` (a whole dataset)."""
+        """Compile ``body(state, x)`` for this strategy, once per ``key``; ``data_arg`` says
+        what x is: ``"batch"``, ``"stack"`` (stack of batches) or ``"resident"`` (a whole
+        dataset)."""
         if key in self._cache:
             return self._cache[key]
         donate = (0,) if self.donate else ()
-        if self.strategy == "jit":
-            fn = jax.jit(body, donate_argnums=donate)
-        elif self.strategy == "mesh":
-            data_sharding = (
-                self._replicated()
-                if data_arg == "resident"
-                else self._batch_sharding(data_arg == "stack")
-            )
-            fn = jax.jit(
-                body,
-                in_shardings=(self._replicated(), data_sharding),
-                out_shardings=(self._replicated(), self._replicated()),
-                donate_argnums=donate,
-            )
-        elif self.strategy == "shard_map":
-            spec = {"batch": P(AXIS), "stack": P(None, AXIS), "resident": P()}[data_arg]
-            mapped = jax.shard_map(
-                body, mesh=self.mesh, in_specs=(P(), spec), out_specs=(P(), P()), check_vma=False
-            )
-            fn = jax.jit(mapped, donate_argnums=donate)
-        else:  # pmap
-            fn = jax.pmap(
-                body,
-                axis_name=AXIS,
-                in_axes=(0, None if data_arg == "resident" else 0),
-                devices=list(self.mesh.devices.flat),
-                donate_argnums=donate,
-            )
+        fn = self._strategy.compile(body, data_arg=data_arg, donate=donate)
         self._cache[key] = fn
         return fn
 
@@ -454,18 +625,14 @@ class Engine:
             batch_size,
             seed,
             num_steps,
-            axis_name=AXIS if self._per_device else None,
-            batch_sharding=self._batch_sharding(False) if self.strategy == "mesh" else None,
+            axis_name=self._strategy.axis_name,
+            batch_sharding=self._strategy.resident_batch_sharding(),
         )
         return self._compile(key, body, data_arg="resident")(state, data)
 
     def place_resident(self, data: dict) -> dict:
         """Put a whole (small) dataset on every device, for ``run_on_device``."""
-        if self.strategy == "jit":
-            return jax.device_put(data, jax.devices()[0])
-        if self.strategy == "pmap":
-            return jax.device_put(data, jax.devices()[0])
-        return jax.device_put(data, self._replicated())
+        return self._strategy.place_resident(data)
 
 
 def _unalias(tree):
