@@ -341,6 +341,15 @@ def ppca_log_likelihood(x: Any, W: Any, mu: Any, sigma2: Any) -> jax.Array:
 
     Returns:
       ``[B]`` log-densities, float32 for half-precision inputs, else the inputs' float dtype.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> # W = [1, 0]^T, sigma2 = 1: C = diag(2, 1), so log N(0; 0, C) = -log(2 pi) - log(2) / 2.
+      >>> x, W, mu = jnp.zeros((1, 2)), jnp.array([[1.0], [0.0]]), jnp.zeros(2)
+      >>> log_p = L.ppca_log_likelihood(x, W, mu, 1.0)
+      >>> log_p.shape, round(float(log_p[0]), 4)
+      ((1,), -2.1845)
     """
     x, W, mu, sigma2 = _ppca_inputs("ppca_log_likelihood", x, W, mu, sigma2)
     return _ppca_log_density(x, W, mu, sigma2)
@@ -365,6 +374,14 @@ def ppca_posterior(x: Any, W: Any, mu: Any, sigma2: Any) -> tuple[jax.Array, jax
 
     Returns:
       ``(mean [B, q], cov [q, q])``, float32 for half-precision inputs, else the inputs' dtype.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> # M = sigma2 + W^T W = 3: mean = W^T x / 3 = 2, cov = sigma2 / 3.
+      >>> mean, cov = L.ppca_posterior(jnp.array([[3.0, 3.0]]), jnp.ones((2, 1)), jnp.zeros(2), 1.0)
+      >>> mean.shape, cov.shape, round(float(mean[0, 0]), 4), round(float(cov[0, 0]), 4)
+      ((1, 1), (1, 1), 2.0, 0.3333)
     """
     x, W, mu, sigma2 = _ppca_inputs("ppca_posterior", x, W, mu, sigma2)
     _, _, mean, _, r_inv = _ppca_solve(x, W, mu, sigma2)
@@ -394,6 +411,14 @@ def gaussian_kl(mean: Any, log_var: Any) -> jax.Array:
 
     Returns:
       ``[B]`` non-negative KL values in nats (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> L.gaussian_kl(jnp.zeros((2, 3)), jnp.zeros((2, 3)))  # q is the prior itself
+      Array([0., 0.], dtype=float32)
+      >>> L.gaussian_kl(jnp.ones((1, 3)), jnp.zeros((1, 3)))  # 3 dimensions of m^2 / 2
+      Array([1.5], dtype=float32)
     """
     fn = "gaussian_kl"
     _check_min_rank(fn, "mean", mean, 1, "[B, ...]")
@@ -420,6 +445,15 @@ def gaussian_kl_diag(mean_q: Any, log_var_q: Any, mean_p: Any, log_var_p: Any) -
 
     Returns:
       ``[B]`` non-negative KL values in nats (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> mean_q, log_var_q = jnp.full((1, 2), 2.0), jnp.zeros((1, 2))
+      >>> L.gaussian_kl_diag(mean_q, log_var_q, 0.0, 0.0)  # p = N(0, I): 2 * (2^2 / 2)
+      Array([4.], dtype=float32)
+      >>> L.gaussian_kl_diag(mean_q, log_var_q, mean_q, log_var_q)
+      Array([0.], dtype=float32)
     """
     fn = "gaussian_kl_diag"
     _check_min_rank(fn, "mean_q", mean_q, 1, "[B, ...]")
@@ -447,6 +481,14 @@ def bernoulli_log_likelihood(logits: Any, x: Any) -> jax.Array:
 
     Returns:
       ``[B]`` log-likelihoods (float32 for half-precision / integer inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> # Logits 0 give p = 1/2: log(1/2) per pixel, whatever x is.
+      >>> ll = L.bernoulli_log_likelihood(jnp.zeros((2, 4)), jnp.ones((2, 4)))
+      >>> ll.shape, [round(v, 4) for v in ll.tolist()]
+      ((2,), [-2.7726, -2.7726])
     """
     fn = "bernoulli_log_likelihood"
     _check_min_rank(fn, "logits", logits, 1, "[B, ...]")
@@ -469,6 +511,13 @@ def gaussian_log_likelihood(x: Any, mean: Any, log_var: Any) -> jax.Array:
 
     Returns:
       ``[B]`` log-densities (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> # log N(0; 0, 1) = -log(2 pi) / 2 = -0.9189 per dimension.
+      >>> round(float(L.gaussian_log_likelihood(jnp.zeros((1, 2)), 0.0, 0.0)[0]), 4)
+      -1.8379
     """
     fn = "gaussian_log_likelihood"
     _check_min_rank(fn, "x", x, 1, "[B, ...]")
@@ -494,6 +543,15 @@ def gaussian_log_likelihood_fixed(x: Any, mean: Any, variance: Any) -> jax.Array
 
     Returns:
       ``[B]`` log-densities (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> x, mean = jnp.array([[1.0, 2.0]]), jnp.zeros((1, 2))
+      >>> log_p = L.gaussian_log_likelihood_fixed(x, mean, 1.0)
+      >>> # Variance 1: -||x - mean||^2 / 2 = -2.5, plus -log(2 pi) / 2 per dimension.
+      >>> round(float(log_p[0] + jnp.log(2 * jnp.pi)), 4)
+      -2.5
     """
     fn = "gaussian_log_likelihood_fixed"
     _check_min_rank(fn, "x", x, 1, "[B, ...]")
@@ -536,6 +594,16 @@ def elbo(
 
     Returns:
       ``[B]`` ELBO values (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> log_px = jnp.array([-10.0])
+      >>> mean, log_var = jnp.ones((1, 2)), jnp.zeros((1, 2))  # KL = 0.5 per dimension
+      >>> L.elbo(log_px, mean, log_var), L.elbo(log_px, mean, log_var, beta=0.5)
+      (Array([-11.], dtype=float32), Array([-10.5], dtype=float32))
+      >>> L.elbo(log_px, mean, log_var, free_bits=1.0)  # each dimension's KL raised to 1 nat
+      Array([-12.], dtype=float32)
     """
     fn = "elbo"
     _check_min_rank(fn, "mean", mean, 1, "[B, ...]")
@@ -574,6 +642,14 @@ def iwae_bound(log_px_given_z: Any, log_pz: Any, log_qz_given_x: Any) -> jax.Arr
 
     Returns:
       ``[B]`` bounds (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> # K = 2 weights 1 and 3 for one example: log((1 + 3) / 2) = log 2.
+      >>> log_px = jnp.log(jnp.array([[1.0], [3.0]]))
+      >>> round(float(L.iwae_bound(log_px, jnp.zeros((2, 1)), jnp.zeros((2, 1)))[0]), 4)
+      0.6931
     """
     fn = "iwae_bound"
     _check_rank(fn, "log_px_given_z", log_px_given_z, 2, "[K, B]")
@@ -615,6 +691,13 @@ def gan_value(real_logits: Any, fake_logits: Any) -> jax.Array:
 
     Returns:
       ``[B]`` values ``<= 0`` (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> # Logits 0: D = 1/2 on both, so 2 log(1/2) per example.
+      >>> [round(v, 4) for v in L.gan_value(jnp.zeros((2, 1)), jnp.zeros((2, 1))).tolist()]
+      [-1.3863, -1.3863]
     """
     fn = "gan_value"
     _check_logits(fn, "real_logits", real_logits)
@@ -634,6 +717,13 @@ def discriminator_loss(real_logits: Any, fake_logits: Any) -> jax.Array:
 
     Returns:
       ``[B]`` losses ``>= 0`` (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> loss = L.discriminator_loss(jnp.zeros((2, 1)), jnp.zeros((2, 1)))  # 2 log 2 each
+      >>> loss.shape, [round(v, 4) for v in loss.tolist()]
+      ((2,), [1.3863, 1.3863])
     """
     fn = "discriminator_loss"
     _check_logits(fn, "real_logits", real_logits)
@@ -655,6 +745,15 @@ def generator_loss(fake_logits: Any, non_saturating: bool = True) -> jax.Array:
 
     Returns:
       ``[B]`` losses (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> fake = jnp.zeros((1, 1))  # D(G(z)) = 1/2
+      >>> round(float(L.generator_loss(fake)[0]), 4)  # -log(1/2)
+      0.6931
+      >>> round(float(L.generator_loss(fake, non_saturating=False)[0]), 4)  # log(1 - 1/2)
+      -0.6931
     """
     fn = "generator_loss"
     _check_logits(fn, "fake_logits", fake_logits)
@@ -693,6 +792,13 @@ def hinge_discriminator_loss(real_logits: Any, fake_logits: Any) -> jax.Array:
 
     Returns:
       ``[B]`` losses ``>= 0`` (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> # Scores beyond the margins (+1 real, -1 fake) cost nothing; 0 costs 1 on each side.
+      >>> L.hinge_discriminator_loss(jnp.array([[2.0], [0.0]]), jnp.array([[-2.0], [0.0]]))
+      Array([0., 2.], dtype=float32)
     """
     real, fake = _logit_pair("hinge_discriminator_loss", real_logits, fake_logits)
     return _sum_nonbatch(jax.nn.relu(1.0 - real) + jax.nn.relu(1.0 + fake))
@@ -708,6 +814,12 @@ def hinge_generator_loss(fake_logits: Any) -> jax.Array:
 
     Returns:
       ``[B]`` losses (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> L.hinge_generator_loss(jnp.array([[0.5], [-1.0]]))
+      Array([-0.5,  1. ], dtype=float32)
     """
     return -_sum_nonbatch(_fake_only("hinge_generator_loss", fake_logits))
 
@@ -728,6 +840,12 @@ def wasserstein_critic_loss(real_logits: Any, fake_logits: Any) -> jax.Array:
 
     Returns:
       ``[B]`` losses, of either sign (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> L.wasserstein_critic_loss(jnp.array([[1.0]]), jnp.array([[3.0]]))  # 3 - 1
+      Array([2.], dtype=float32)
     """
     real, fake = _logit_pair("wasserstein_critic_loss", real_logits, fake_logits)
     return _sum_nonbatch(fake - real)
@@ -742,6 +860,12 @@ def wasserstein_generator_loss(fake_logits: Any) -> jax.Array:
 
     Returns:
       ``[B]`` losses (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> L.wasserstein_generator_loss(jnp.array([[3.0], [-1.0]]))
+      Array([-3.,  1.], dtype=float32)
     """
     return -_sum_nonbatch(_fake_only("wasserstein_generator_loss", fake_logits))
 
@@ -793,6 +917,14 @@ def gradient_penalty(
 
     Returns:
       ``[B]`` penalties ``>= 0`` (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> critic = lambda x: x @ jnp.array([3.0, 4.0])  # linear: ||grad|| = 5 everywhere
+      >>> real, fake = jnp.ones((2, 2)), jnp.zeros((2, 2))
+      >>> L.gradient_penalty(critic, real, fake, jax.random.key(0))  # 10 * (5 - 1)^2
+      Array([160., 160.], dtype=float32)
     """
     fn = "gradient_penalty"
     if not callable(critic):
@@ -837,6 +969,13 @@ def least_squares_discriminator_loss(real_logits: Any, fake_logits: Any) -> jax.
 
     Returns:
       ``[B]`` losses ``>= 0`` (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> real, fake = jnp.array([[1.0], [0.0]]), jnp.array([[0.0], [1.0]])
+      >>> L.least_squares_discriminator_loss(real, fake)  # on target, then 1/2 + 1/2
+      Array([0., 1.], dtype=float32)
     """
     real, fake = _logit_pair("least_squares_discriminator_loss", real_logits, fake_logits)
     return _sum_nonbatch(0.5 * jnp.square(real - 1.0) + 0.5 * jnp.square(fake))
@@ -851,6 +990,12 @@ def least_squares_generator_loss(fake_logits: Any) -> jax.Array:
 
     Returns:
       ``[B]`` losses ``>= 0`` (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> L.least_squares_generator_loss(jnp.array([[1.0], [3.0]]))  # (3 - 1)^2 / 2 = 2
+      Array([0., 2.], dtype=float32)
     """
     fake = _fake_only("least_squares_generator_loss", fake_logits)
     return _sum_nonbatch(0.5 * jnp.square(fake - 1.0))
@@ -884,6 +1029,14 @@ def vector_quantize(z_e: Any, codebook: Any) -> tuple[jax.Array, jax.Array]:
       ``(z_q_st, indices)``: ``z_q_st`` of shape ``z_e.shape`` in the common dtype of ``z_e`` and
       ``codebook`` (bf16 stays bf16: it is an activation, not a loss), and int32 ``indices`` of
       shape ``z_e.shape[:-1]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> codebook = jnp.array([[0.0, 0.0], [1.0, 1.0], [4.0, 4.0]])
+      >>> z_q, indices = L.vector_quantize(jnp.array([[0.9, 1.2], [3.0, 3.0]]), codebook)
+      >>> indices, z_q.tolist()
+      (Array([1, 2], dtype=int32), [[1.0, 1.0], [4.0, 4.0]])
     """
     fn = "vector_quantize"
     _check_min_rank(fn, "z_e", z_e, 1, "[..., D]")
@@ -933,6 +1086,15 @@ def vq_codebook_loss(z_e: Any, z_q: Any) -> jax.Array:
 
     Returns:
       ``[B]`` losses (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> z_e, z_q = jnp.array([[1.0, 2.0]]), jnp.array([[3.0, 0.0]])
+      >>> L.vq_codebook_loss(z_e, z_q)  # 2^2 + 2^2
+      Array([8.], dtype=float32)
+      >>> jax.grad(lambda q: L.vq_codebook_loss(z_e, q).sum())(z_q)  # moves the code, not z_e
+      Array([[ 4., -4.]], dtype=float32)
     """
     fn = "vq_codebook_loss"
     _check_vq_pair(fn, z_e, z_q)
@@ -953,6 +1115,15 @@ def vq_commitment_loss(z_e: Any, z_q: Any) -> jax.Array:
 
     Returns:
       ``[B]`` losses (float32 for half-precision inputs).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> z_e, z_q = jnp.array([[1.0, 2.0]]), jnp.array([[3.0, 0.0]])
+      >>> L.vq_commitment_loss(z_e, z_q)  # 2^2 + 2^2
+      Array([8.], dtype=float32)
+      >>> jax.grad(lambda e: L.vq_commitment_loss(e, z_q).sum())(z_e)  # moves the encoder
+      Array([[-4.,  4.]], dtype=float32)
     """
     fn = "vq_commitment_loss"
     _check_vq_pair(fn, z_e, z_q)
@@ -980,6 +1151,14 @@ def codebook_perplexity(indices: Any, num_codes: int) -> jax.Array:
 
     Returns:
       float32 scalar perplexity.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> float(L.codebook_perplexity(jnp.array([2, 2, 2, 2]), num_codes=4))  # one code used
+      1.0
+      >>> round(float(L.codebook_perplexity(jnp.array([0, 1, 2, 3]), num_codes=4)), 4)
+      4.0
     """
     fn = "codebook_perplexity"
     if isinstance(num_codes, bool) or not isinstance(num_codes, int | np.integer):

@@ -29,7 +29,18 @@ def _as_images(images, image_shape=None) -> np.ndarray:
 
 
 def tile(images, ncols: int | None = None, image_shape=None, pad: int = 1) -> np.ndarray:
-    """Arrange ``N`` images in a grid (row-major), ``pad`` pixels apart, as one array."""
+    """Arrange ``N`` images in a grid (row-major), ``pad`` pixels apart, as one array.
+
+    Example:
+      >>> import numpy as np
+      >>> from genjax import viz
+      >>> images = np.stack([np.zeros((2, 2)), np.ones((2, 2))])  # two 2x2 images
+      >>> viz.tile(images, ncols=2)  # padding takes the smallest value
+      array([[0., 0., 0., 0., 0., 0., 0.],
+             [0., 0., 0., 0., 1., 1., 0.],
+             [0., 0., 0., 0., 1., 1., 0.],
+             [0., 0., 0., 0., 0., 0., 0.]], dtype=float32)
+    """
     x = _as_images(images, image_shape)
     n, h, w = x.shape[:3]
     ncols = ncols or math.ceil(math.sqrt(n))
@@ -57,7 +68,18 @@ def image_grid(
     vmin: float | None = 0.0,
     vmax: float | None = 1.0,
 ) -> Path:
-    """Write a grid of images; grey-scale images use a reversed grey map (ink is dark)."""
+    """Write a grid of images; grey-scale images use a reversed grey map (ink is dark).
+
+    Example:
+      >>> import tempfile, numpy as np
+      >>> from pathlib import Path
+      >>> from genjax import viz
+      >>> images = np.random.default_rng(0).random((6, 64))  # flattened 8x8 grey images
+      >>> path = Path(tempfile.mkdtemp()) / "grid.png"
+      >>> path = viz.image_grid(images, path, image_shape=(8, 8, 1), title="samples")
+      >>> path.name, path.read_bytes()[1:4]  # a PNG file
+      ('grid.png', b'PNG')
+    """
     x = _as_images(images, image_shape)
     ncols = ncols or math.ceil(math.sqrt(len(x)))
     grid = tile(x, ncols)
@@ -92,7 +114,19 @@ def curves(
     title: str = "",
     ylabel: str = "",
 ) -> Path:
-    """Plot metric ``keys`` against ``step`` from ``metrics.jsonl`` records."""
+    """Plot metric ``keys`` against ``step`` from ``metrics.jsonl`` records.
+
+    Example:
+      >>> import tempfile, numpy as np
+      >>> from pathlib import Path
+      >>> from genjax import viz
+      >>> history = [{"step": 0, "split": "train", "loss": 1.0},
+      ...            {"step": 10, "split": "train", "loss": 0.4},
+      ...            {"step": 10, "split": "test", "loss": 0.5}]  # not plotted: split="train"
+      >>> path = viz.curves(history, ["loss"], Path(tempfile.mkdtemp()) / "loss.png")
+      >>> path.read_bytes()[1:4]  # a PNG file
+      b'PNG'
+    """
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for key in keys:
         pts = [
@@ -123,7 +157,18 @@ def scatter(
     reference=None,
     size: float = 4.0,
 ) -> Path:
-    """2-D scatter coloured by ``labels``, optionally over ``reference`` points (crosses)."""
+    """2-D scatter coloured by ``labels``, optionally over ``reference`` points (crosses).
+
+    Example:
+      >>> import tempfile, numpy as np
+      >>> from pathlib import Path
+      >>> from genjax import viz
+      >>> points = np.random.default_rng(0).normal(size=(50, 2))
+      >>> path = viz.scatter(points, Path(tempfile.mkdtemp()) / "points.png",
+      ...                    labels=points[:, 0] > 0, reference=np.zeros((1, 2)))
+      >>> path.read_bytes()[1:4]  # a PNG file
+      b'PNG'
+    """
     p = np.asarray(points)
     fig, ax = plt.subplots(figsize=(4.5, 4.2))
     if labels is None:
@@ -158,7 +203,19 @@ def field_scatter(
 ) -> Path:
     """A scalar field on a 2-D grid (``values [len(ys), len(xs)]``, e.g. a discriminator's
     ``D(x)``) as filled contours, with ``points [N, 2]`` on top of ``reference`` points
-    (hollow circles, e.g. the true modes)."""
+    (hollow circles, e.g. the true modes).
+
+    Example:
+      >>> import tempfile, numpy as np
+      >>> from pathlib import Path
+      >>> from genjax import viz
+      >>> xs = ys = np.linspace(-1.0, 1.0, 5)
+      >>> values = 1.0 / (1.0 + np.exp(-xs[None, :] - ys[:, None]))  # [len(ys), len(xs)]
+      >>> path = Path(tempfile.mkdtemp()) / "field.png"
+      >>> path = viz.field_scatter(xs, ys, values, np.zeros((3, 2)), path, value_label="D(x)")
+      >>> path.read_bytes()[1:4]  # a PNG file
+      b'PNG'
+    """
     v = np.asarray(values, dtype=np.float64)
     xs, ys = np.asarray(xs), np.asarray(ys)
     if v.shape != (len(ys), len(xs)):
@@ -193,7 +250,16 @@ def bars(
     title: str = "",
     xlabel: str = "",
 ) -> Path:
-    """A bar chart (a histogram of code usage, class frequencies...)."""
+    """A bar chart (a histogram of code usage, class frequencies...).
+
+    Example:
+      >>> import tempfile
+      >>> from pathlib import Path
+      >>> from genjax import viz
+      >>> path = viz.bars({"a": 3, "b": 1, "c": 2}, Path(tempfile.mkdtemp()) / "usage.png")
+      >>> path.read_bytes()[1:4]  # a PNG file
+      b'PNG'
+    """
     if isinstance(values, Mapping):
         names, heights = list(values), list(values.values())
     else:
@@ -226,7 +292,17 @@ def heatmap(
     fmt: str = "{:.2f}",
 ) -> Path:
     """A matrix ``[R, C]`` as coloured cells (row 0 at the top), with a colour bar; NaN cells
-    are left blank. ``annotate`` writes each value in its cell (for small matrices)."""
+    are left blank. ``annotate`` writes each value in its cell (for small matrices).
+
+    Example:
+      >>> import tempfile, numpy as np
+      >>> from pathlib import Path
+      >>> from genjax import viz
+      >>> matrix = np.array([[0.9, 0.1], [np.nan, 0.7]])  # the NaN cell stays blank
+      >>> path = viz.heatmap(matrix, Path(tempfile.mkdtemp()) / "m.png", annotate=True)
+      >>> path.read_bytes()[1:4]  # a PNG file
+      b'PNG'
+    """
     m = np.asarray(matrix, dtype=np.float64)
     if m.ndim != 2:
         raise ValueError(f"matrix must be [R, C], got shape {m.shape}")
@@ -267,7 +343,18 @@ def spectrograms(
 ) -> Path:
     """Spectrogram-like arrays ``[T, F]`` (time by frequency band), one panel each, stacked
     vertically on one shared colour scale, low bands at the bottom. ``frame_seconds`` labels
-    the time axis in seconds (else in frames)."""
+    the time axis in seconds (else in frames).
+
+    Example:
+      >>> import tempfile, numpy as np
+      >>> from pathlib import Path
+      >>> from genjax import viz
+      >>> panels = [np.zeros((20, 4)), np.ones((20, 4))]  # [T, F] each
+      >>> path = viz.spectrograms(panels, Path(tempfile.mkdtemp()) / "s.png", titles=["a", "b"],
+      ...                         frame_seconds=0.01)
+      >>> path.read_bytes()[1:4]  # a PNG file
+      b'PNG'
+    """
     arrays = [np.asarray(p, dtype=np.float64) for p in panels]
     if not arrays or any(a.ndim != 2 for a in arrays):
         raise ValueError(

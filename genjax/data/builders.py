@@ -59,6 +59,16 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None, *, force: bool
 
     Raises:
       DatasetError: unknown name, or a missing or malformed original file.
+
+    Example:
+      >>> import contextlib, io, tempfile
+      >>> from genjax import data
+      >>> with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints where it prepares
+      ...     builder = data.prepare("digits", tempfile.mkdtemp())
+      >>> builder.is_prepared(), len(builder.as_data_source("test"))
+      (True, 355)
+      >>> sorted(data.BUILDERS)  # the others, prepared from files in <data_dir>/downloads/manual/
+      ['binarized_mnist', 'celeb_a_64', 'cifar10', 'fashion_mnist', 'mnist']
     """
     if name == "digits":
         if force:

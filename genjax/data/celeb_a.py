@@ -72,6 +72,15 @@ def read_partition(path: os.PathLike | str) -> dict[str, list[str]]:
     Raises:
       DatasetError: a line that is not ``"NNNNNN.jpg C"`` with C in 0/1/2, or a file listed
         twice.
+
+    Example:
+      >>> import os, tempfile
+      >>> from genjax.data.celeb_a import read_partition
+      >>> path = os.path.join(tempfile.mkdtemp(), "list_eval_partition.txt")
+      >>> with open(path, "w", newline="") as f:
+      ...     _ = f.write("000001.jpg 0\\r\\n000002.jpg 2\\r\\n000003.jpg 0\\r\\n")
+      >>> read_partition(path)
+      {'train': ['000001.jpg', '000003.jpg'], 'validation': [], 'test': ['000002.jpg']}
     """
     where = os.fspath(path)
     try:
@@ -111,6 +120,14 @@ def center_crop_resize(image: Any) -> np.ndarray:
 
     Returns:
       uint8 ``[64, 64, 3]``.
+
+    Example:
+      >>> from PIL import Image
+      >>> from genjax.data.celeb_a import CROP_BOX, center_crop_resize
+      >>> image = Image.new("RGB", (178, 218), (255, 0, 0))  # an aligned CelebA JPEG's size
+      >>> face = center_crop_resize(image)
+      >>> CROP_BOX, face.shape, face.dtype, face[32, 32].tolist()
+      ((15, 35, 163, 183), (64, 64, 3), dtype('uint8'), [255, 0, 0])
     """
     from PIL import Image  # local import: needed only to prepare this set
 
@@ -167,7 +184,18 @@ class _CelebAExamples:
 
 class CelebA64(ManualBuilder):
     """Aligned CelebA, 148x148 center crop resized to 64x64 (``load("celeb_a_64", ...)``);
-    see the module docstring."""
+    see the module docstring.
+
+    Example:
+      >>> import tempfile
+      >>> from genjax.data import CelebA64
+      >>> CelebA64.GENJAX_NAME, CelebA64.IMAGE_SHAPE, dict(CelebA64.SPLIT_SIZES)
+      ('celeb_a_64', (64, 64, 3), {'train': 162770, 'validation': 19867, 'test': 19962})
+      >>> [f.name for f in CelebA64.FILES]  # put them in <data_dir>/downloads/manual/
+      ['img_align_celeba.zip', 'list_eval_partition.txt']
+      >>> CelebA64(data_dir=tempfile.mkdtemp()).is_prepared()
+      False
+    """
 
     name = "genjax_celeb_a_64"
     GENJAX_NAME = "celeb_a_64"

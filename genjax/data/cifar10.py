@@ -130,6 +130,22 @@ def read_cifar_batches(path: os.PathLike | str) -> dict[str, tuple[np.ndarray, n
     Raises:
       DatasetError: not a gzip tarball, truncated, a batch missing, a pickle that is not a
         CIFAR batch, or shapes/labels out of format.
+
+    Example:
+      >>> import io, os, pickle, tarfile, tempfile
+      >>> import numpy as np
+      >>> from genjax.data.cifar10 import BATCHES, read_cifar_batches
+      >>> batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 5]}  # 2 images
+      >>> batch = pickle.dumps(batch, protocol=4)
+      >>> path = os.path.join(tempfile.mkdtemp(), "cifar-10-python.tar.gz")  # a small stand-in
+      >>> with tarfile.open(path, "w:gz") as tar:
+      ...     for name in BATCHES["train"] + BATCHES["test"]:
+      ...         member = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+      ...         member.size = len(batch)
+      ...         tar.addfile(member, io.BytesIO(batch))
+      >>> {split: (images.shape, labels.tolist()[:2]) for split, (images, labels)
+      ...  in read_cifar_batches(path).items()}
+      {'train': ((10, 32, 32, 3), [3, 5]), 'test': ((2, 32, 32, 3), [3, 5])}
     """
     where = os.fspath(path)
     out = {}
@@ -155,7 +171,17 @@ def read_cifar_batches(path: os.PathLike | str) -> dict[str, tuple[np.ndarray, n
 
 class Cifar10(ManualBuilder):
     """CIFAR-10 from ``cifar-10-python.tar.gz`` (``load("cifar10", ...)``); see the module
-    docstring."""
+    docstring.
+
+    Example:
+      >>> import tempfile
+      >>> from genjax.data import Cifar10
+      >>> Cifar10.GENJAX_NAME, [f.name for f in Cifar10.FILES], dict(Cifar10.SPLIT_SIZES)
+      ('cifar10', ['cifar-10-python.tar.gz'], {'train': 50000, 'test': 10000})
+      >>> builder = Cifar10(data_dir=tempfile.mkdtemp())  # its file not there yet
+      >>> builder.is_prepared(), builder.info.features["label"].names[:3]
+      (False, ['airplane', 'automobile', 'bird'])
+    """
 
     name = "genjax_cifar10"
     GENJAX_NAME = "cifar10"

@@ -65,6 +65,12 @@ def split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
       ``{"train": int64 [N_train], "test": int64 [N_test]}``: sorted indices into ``labels``.
       Within each class, the example at class-local position ``p`` is in ``test`` iff
       ``p % TEST_EVERY == TEST_EVERY - 1``.
+
+    Example:
+      >>> import numpy as np
+      >>> from genjax.data.digits import split_indices
+      >>> split_indices(np.array([0] * 5 + [1] * 5))  # the 5th example of each class is test
+      {'train': array([0, 1, 2, 3, 5, 6, 7, 8]), 'test': array([4, 9])}
     """
     labels = np.asarray(labels)
     is_test = np.zeros(labels.shape[0], dtype=bool)
@@ -95,11 +101,15 @@ class Digits(LocalBuilder):
     The default file format is ``array_record`` (random access, readable with
     ``tfds.data_source`` and no TensorFlow); pass ``file_format=...`` to override.
 
-    Example::
-
-        builder = Digits(data_dir="/tmp/tfds")
-        builder.download_and_prepare()
-        train = builder.as_data_source(split="train")   # len 1442, items {"image", "label"}
+    Example:
+      >>> import contextlib, io, tempfile
+      >>> from genjax.data import Digits
+      >>> builder = Digits(data_dir=tempfile.mkdtemp())
+      >>> with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints where it prepares
+      ...     builder.download_and_prepare()
+      >>> train = builder.as_data_source(split="train")
+      >>> len(train), sorted(train[0]), train[0]["image"].shape, builder.info.metadata["image_max"]
+      (1442, ['image', 'label'], (8, 8, 1), 16)
     """
 
     VERSION = tfds.core.Version("1.0.0")
@@ -149,6 +159,17 @@ def prepare_digits(data_dir: str | os.PathLike | None = None) -> Digits:
 
     Returns:
       The prepared :class:`Digits` builder (``builder.as_data_source(split)`` reads it).
+
+    Example:
+      >>> import contextlib, io, tempfile
+      >>> from genjax import data
+      >>> data_dir = tempfile.mkdtemp()
+      >>> with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints where it prepares
+      ...     builder = data.prepare_digits(data_dir)
+      >>> len(builder.as_data_source("train")), len(builder.as_data_source("test"))
+      (1442, 355)
+      >>> data.prepare_digits(data_dir).is_prepared()  # already there: nothing to do
+      True
     """
     builder = Digits(data_dir=data_dir)
     if builder.is_prepared():

@@ -12,4 +12,13 @@ class DatasetError(ValueError):
     a source file (in TFDS's manual directory) that is missing, truncated or not in its
     documented format. The message is one line that names the file or the argument and says
     what to do.
+
+    Example:
+      >>> from genjax import data
+      >>> issubclass(data.DatasetError, ValueError)
+      True
+      >>> data.load("ring8", "val")
+      Traceback (most recent call last):
+          ...
+      genjax.data.errors.DatasetError: unknown split 'val' for 'ring8'; available: train, test
     """

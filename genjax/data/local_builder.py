@@ -7,7 +7,17 @@ from etils import epath
 
 
 class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """A TFDS builder defined inside genjax: array_record files unless asked otherwise."""
+    """A TFDS builder defined inside genjax: array_record files unless asked otherwise.
+
+    Example:
+      >>> import tempfile
+      >>> from genjax.data import Digits, Mnist
+      >>> from genjax.data.local_builder import LocalBuilder
+      >>> issubclass(Digits, LocalBuilder), issubclass(Mnist, LocalBuilder)
+      (True, True)
+      >>> Digits(data_dir=tempfile.mkdtemp()).info.file_format.value  # the default file format
+      'array_record'
+    """
 
     @tfds.core.utils.classproperty
     @classmethod

@@ -70,6 +70,12 @@ class SourceFile:
       num_bytes: the official size in bytes, or None (not checked).
       sha256: the official SHA-256 digest (hex), or None.
       md5: the official MD5 digest (hex), for releases that publish only MD5; or None.
+
+    Example:
+      >>> from genjax.data.manual import SourceFile
+      >>> source = SourceFile("a.gz", "https://x.org/a.gz", num_bytes=3, md5="0" * 32)
+      >>> source.unchecked()  # the format is still checked, the size and digest no longer
+      SourceFile(name='a.gz', url='https://x.org/a.gz', num_bytes=None, sha256=None, md5=None)
     """
 
     name: str
@@ -85,7 +91,17 @@ class SourceFile:
 
 def file_digest(path: epath.PathLike, algorithm: str) -> str:
     """Hex digest of a file's bytes (``algorithm``: ``"sha256"`` or ``"md5"``), read in 8 MiB
-    chunks."""
+    chunks.
+
+    Example:
+      >>> import os, tempfile
+      >>> from genjax.data.manual import file_digest
+      >>> path = os.path.join(tempfile.mkdtemp(), "abc.txt")
+      >>> with open(path, "wb") as f:
+      ...     _ = f.write(b"abc")
+      >>> file_digest(path, "md5")
+      '900150983cd24fb0d6963f7d28e17f72'
+    """
     digest = hashlib.new(algorithm)
     with open(os.fspath(path), "rb") as f:
         while chunk := f.read(8 << 20):
@@ -95,7 +111,15 @@ def file_digest(path: epath.PathLike, algorithm: str) -> str:
 
 class ArrayExamples:
     """The records of one split held as arrays: ``image`` uint8 ``[N, H, W, C]`` and, if
-    given, ``label`` int ``[N]``. Record ``i`` has key ``i``."""
+    given, ``label`` int ``[N]``. Record ``i`` has key ``i``.
+
+    Example:
+      >>> import numpy as np
+      >>> from genjax.data.manual import ArrayExamples
+      >>> records = ArrayExamples(np.zeros((2, 28, 28, 1), np.uint8), np.array([3, 7]))
+      >>> len(records), [(key, record["label"]) for key, record in records]
+      (2, [(0, 3), (1, 7)])
+    """
 
     def __init__(self, image: np.ndarray, label: np.ndarray | None = None):
         self.image = image
@@ -123,6 +147,19 @@ class ManualBuilder(LocalBuilder, skip_registration=True):
     Features: ``image`` ``Tensor(IMAGE_SHAPE, uint8)`` and, when ``LABEL_NAMES`` is set,
     ``label`` ``ClassLabel(names=LABEL_NAMES)``; ``info.metadata["image_max"]`` is
     ``IMAGE_MAX``, the largest possible pixel value, which preprocessing divides by.
+
+    Example:
+      >>> import os, tempfile
+      >>> from genjax.data import Cifar10, Mnist
+      >>> from genjax.data.manual import ManualBuilder
+      >>> issubclass(Mnist, ManualBuilder), Cifar10.where_from()
+      (True, 'https://www.cs.toronto.edu/~kriz/')
+      >>> manual_dir = tempfile.mkdtemp()  # an empty manual directory
+      >>> Mnist.has_files(manual_dir)
+      False
+      >>> os.makedirs(os.path.join(manual_dir, "mnist"))  # a folder of the set's own name
+      >>> Mnist.source_dir(manual_dir).name  # is where its files are then looked for
+      'mnist'
     """
 
     #: The name :func:`genjax.data.load` serves the set under (the TFDS name is ``name``).
@@ -300,7 +337,16 @@ class ManualBuilder(LocalBuilder, skip_registration=True):
 
 
 def manual_root(builder: tfds.core.DatasetBuilder) -> epath.Path:
-    """TFDS's default manual directory of a builder: ``<data_dir>/downloads/manual``."""
+    """TFDS's default manual directory of a builder: ``<data_dir>/downloads/manual``.
+
+    Example:
+      >>> import os, tempfile
+      >>> from genjax.data import Mnist
+      >>> from genjax.data.manual import manual_root
+      >>> data_dir = tempfile.mkdtemp()
+      >>> os.path.relpath(manual_root(Mnist(data_dir=data_dir)), data_dir)
+      'downloads/manual'
+    """
     return epath.Path(builder.data_dir_root) / "downloads" / "manual"
 
 
@@ -324,6 +370,16 @@ def prepare_builder(
 
     Raises:
       DatasetError: a file is missing or not in its documented format.
+
+    Example:
+      >>> import tempfile
+      >>> from genjax.data import Mnist
+      >>> from genjax.data.manual import prepare_builder
+      >>> # No files in the manual directory: reported before TFDS starts.
+      >>> prepare_builder(Mnist, tempfile.mkdtemp())  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+          ...
+      genjax.data.errors.DatasetError: dataset 'mnist' is not prepared in ...: put its original ...
     """
     builder = cls(data_dir=data_dir)
     prepared = builder.is_prepared()

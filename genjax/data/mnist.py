@@ -90,6 +90,15 @@ def read_idx(path: epath.PathLike, magic: int, *, dataset: str) -> np.ndarray:
     Raises:
       DatasetError: not gzip, truncated, another magic number, or a data size that differs
         from the header's dimensions.
+
+    Example:
+      >>> import gzip, os, struct, tempfile
+      >>> from genjax.data.mnist import IDX_LABELS_MAGIC, read_idx
+      >>> path = os.path.join(tempfile.mkdtemp(), "labels-idx1-ubyte.gz")
+      >>> with gzip.open(path, "wb") as f:  # header: magic, then the size of each dimension
+      ...     _ = f.write(struct.pack(">II", IDX_LABELS_MAGIC, 3) + bytes([7, 0, 9]))
+      >>> read_idx(path, IDX_LABELS_MAGIC, dataset="mnist")
+      array([7, 0, 9], dtype=uint8)
     """
     path = os.fspath(path)
     try:
@@ -143,6 +152,16 @@ def read_amat(path: epath.PathLike, *, dataset: str) -> np.ndarray:
       DatasetError: empty file, a line with another number of values or another separator,
         a value that is not 0 or 1, or a last line without its newline (truncated); the
         message gives the first such line.
+
+    Example:
+      >>> import os, tempfile
+      >>> from genjax.data.mnist import read_amat
+      >>> path = os.path.join(tempfile.mkdtemp(), "binarized_mnist_test.amat")
+      >>> with open(path, "w", newline="") as f:  # two images, pixel 0 on
+      ...     _ = f.write((" ".join(["1"] + ["0"] * 783) + "\\n") * 2)
+      >>> images = read_amat(path, dataset="binarized_mnist")
+      >>> images.shape, images[:, 0, 0, 0].tolist(), int(images.sum())
+      ((2, 28, 28, 1), [1, 1], 2)
     """
     path = os.fspath(path)
     try:
@@ -235,7 +254,19 @@ class _IdxBuilder(ManualBuilder, skip_registration=True):
 
 
 class Mnist(_IdxBuilder):
-    """MNIST from its original IDX files (``load("mnist", ...)``); see the module docstring."""
+    """MNIST from its original IDX files (``load("mnist", ...)``); see the module docstring.
+
+    Example:
+      >>> import tempfile
+      >>> from genjax.data import Mnist
+      >>> Mnist.GENJAX_NAME, Mnist.name, dict(Mnist.SPLIT_SIZES)  # load name, TFDS name, splits
+      ('mnist', 'genjax_mnist', {'train': 60000, 'test': 10000})
+      >>> [f.name for f in Mnist.FILES][:2]  # put the four files in <data_dir>/downloads/manual/
+      ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz']
+      >>> builder = Mnist(data_dir=tempfile.mkdtemp())
+      >>> builder.is_prepared(), builder.info.features["image"].shape
+      (False, (28, 28, 1))
+    """
 
     name = "genjax_mnist"
     GENJAX_NAME = "mnist"
@@ -266,7 +297,16 @@ class Mnist(_IdxBuilder):
 
 
 class FashionMnist(_IdxBuilder):
-    """Fashion-MNIST from its original IDX files (``load("fashion_mnist", ...)``)."""
+    """Fashion-MNIST from its original IDX files (``load("fashion_mnist", ...)``).
+
+    Example:
+      >>> import tempfile
+      >>> from genjax.data import FashionMnist
+      >>> FashionMnist.GENJAX_NAME, FashionMnist.LABEL_NAMES[:3]
+      ('fashion_mnist', ('T-shirt/top', 'Trouser', 'Pullover'))
+      >>> FashionMnist(data_dir=tempfile.mkdtemp()).is_prepared()  # its files not there yet
+      False
+    """
 
     name = "genjax_fashion_mnist"
     GENJAX_NAME = "fashion_mnist"
@@ -310,6 +350,14 @@ class BinarizedMnist(ManualBuilder):
     """Larochelle & Murray's fixed binarisation of MNIST (``load("binarized_mnist", ...)``).
 
     Images are uint8 in {0, 1} with ``image_max`` 1; there are no labels.
+
+    Example:
+      >>> import tempfile
+      >>> from genjax.data import BinarizedMnist
+      >>> dict(BinarizedMnist.SPLIT_SIZES), BinarizedMnist.IMAGE_MAX
+      ({'train': 50000, 'validation': 10000, 'test': 10000}, 1)
+      >>> sorted(BinarizedMnist(data_dir=tempfile.mkdtemp()).info.features)  # no labels
+      ['image']
     """
 
     name = "genjax_binarized_mnist"

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax.data.sources import Dataset
+from genjax.models.base import DataInfo
 
 __all__ = [
     "Batcher",
@@ -41,6 +42,20 @@ __all__ = [
 
 
 def check_batch_size(num_examples: int, batch_size: int) -> None:
+    """Checks that ``batch_size`` is a static int in ``[1, num_examples]``.
+
+    Raises:
+      TypeError: ``num_examples`` or ``batch_size`` is not a Python or NumPy int.
+      ValueError: ``batch_size`` is below 1 or above ``num_examples``.
+
+    Example:
+      >>> from genjax.data.pipeline import check_batch_size
+      >>> check_batch_size(10, 4)  # fine: returns None
+      >>> check_batch_size(10, 20)
+      Traceback (most recent call last):
+          ...
+      ValueError: batch_size 20 is larger than the split (10 examples)
+    """
     for arg, value in (("num_examples", num_examples), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
             raise TypeError(f"{arg} must be a static Python int, got {type(value).__name__}")
@@ -65,6 +80,14 @@ def epoch_permutation(seed: Any, epoch: Any, num_examples: int) -> jax.Array:
 
     Returns:
       int32 ``[N]``: ``jax.random.permutation(fold_in(key(seed), epoch), N)``.
+
+    Example:
+      >>> from genjax import data
+      >>> perm = data.epoch_permutation(0, 3, num_examples=5)
+      >>> perm.dtype, sorted(perm.tolist())  # a permutation of 0..4
+      (dtype('int32'), [0, 1, 2, 3, 4])
+      >>> bool((perm == data.epoch_permutation(0, 3, 5)).all())  # a function of (seed, epoch)
+      True
     """
     key = jax.random.fold_in(jax.random.key(seed), epoch)
     return jax.random.permutation(key, num_examples).astype(jnp.int32)
@@ -94,6 +117,15 @@ def batch_indices(seed: Any, step: Any, num_examples: int, batch_size: int) -> j
 
     Raises:
       ValueError: (at trace time) ``batch_size`` < 1 or > ``num_examples``.
+
+    Example:
+      >>> import numpy as np
+      >>> from genjax import data
+      >>> epoch = np.concatenate([data.batch_indices(0, step, 10, 5) for step in (0, 1)])
+      >>> sorted(epoch.tolist())  # the 2 steps of epoch 0 visit every example once
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+      >>> np.array_equal(epoch, data.epoch_permutation(0, 0, 10))
+      True
     """
     check_batch_size(num_examples, batch_size)
     steps_per_epoch = num_examples // batch_size
@@ -116,6 +148,15 @@ class Preprocess:
         on the [0, 1]-scaled intensity, whatever ``scale`` says.
       threshold: the static threshold in (0, 1]; on digits (0..16) 0.5 means pixel >= 8.
       flatten: reshape images ``[..., H, W, C]`` to ``[..., H*W*C]``.
+
+    Example:
+      >>> from genjax import data
+      >>> data.Preprocess(binarize="dynamic", flatten=True)
+      Preprocess(scale=True, binarize='dynamic', threshold=0.5, flatten=True)
+      >>> data.Preprocess(binarize="yes")
+      Traceback (most recent call last):
+          ...
+      ValueError: Preprocess.binarize must be 'none', 'static' or 'dynamic', got 'yes'
     """
 
     scale: bool = True
@@ -153,6 +194,17 @@ def preprocess(
       ``{"x": float32, "label": int32}`` (``"label"`` only if present in ``batch``). Images:
       ``x`` is ``[..., H, W, C]``, or ``[..., H*W*C]`` with ``flatten``. Synthetic ``x`` is
       passed through unchanged apart from the float32 cast.
+
+    Example:
+      >>> import numpy as np
+      >>> from genjax import data
+      >>> raw = {"image": np.array([[[[0], [8]], [[16], [4]]]], np.uint8), "label": np.array([3])}
+      >>> batch = data.preprocess(raw, None, data.Preprocess(flatten=True), image_max=16)
+      >>> batch["x"], batch["label"]
+      (Array([[0.  , 0.5 , 1.  , 0.25]], dtype=float32), Array([3], dtype=int32))
+      >>> data.preprocess(raw, None, data.Preprocess(binarize="static"), 16)["x"][0, ..., 0]
+      Array([[0., 1.],
+             [1., 0.]], dtype=float32)
     """
     out: dict[str, jax.Array] = {}
     if "image" in batch:
@@ -199,6 +251,18 @@ class Batcher:
 
     The state is just the step: resuming at step ``s`` reproduces the batches exactly. The
     epoch permutation is cached on the host, so consecutive steps cost one gather each.
+
+    Example:
+      >>> import numpy as np
+      >>> from genjax import data
+      >>> ds = data.Dataset("toy", "train", {"x": np.arange(10.0)[:, None], "label": np.arange(10)})
+      >>> batcher = data.Batcher(ds, batch_size=4, seed=0)
+      >>> batcher.steps_per_epoch, batcher.raw_batch(0)["x"].shape  # 10 // 4 steps per epoch
+      (2, (4, 1))
+      >>> np.array_equal(batcher.indices(5), data.batch_indices(0, 5, 10, 4))  # as on device
+      True
+      >>> batcher.raw_batches(5, 3)["label"].shape  # steps 5, 6, 7 stacked
+      (3, 4)
     """
 
     def __init__(
@@ -291,6 +355,16 @@ def to_device(dataset: Dataset, sharding: jax.sharding.Sharding | None = None) -
 
     Returns:
       ``{key: jax.Array}`` with the same shapes and dtypes as ``dataset.features``.
+
+    Example:
+      >>> import jax, numpy as np
+      >>> from genjax import data
+      >>> dataset = data.Dataset("toy", "train", {"x": np.zeros((6, 2), np.float32)})
+      >>> on_device = data.to_device(dataset)
+      >>> isinstance(on_device["x"], jax.Array), on_device["x"].shape
+      (True, (6, 2))
+      >>> on_device["x"][data.batch_indices(0, 0, 6, 3)].shape  # a batch gathered on device
+      (3, 2)
     """
     if sharding is None:
         return {key: jax.device_put(value) for key, value in dataset.features.items()}
@@ -298,3 +372,26 @@ def to_device(dataset: Dataset, sharding: jax.sharding.Sharding | None = None) -
         key: jax.make_array_from_callback(value.shape, sharding, lambda index, v=value: v[index])
         for key, value in dataset.features.items()
     }
+
+
+def data_info(dataset, spec: Preprocess):
+    """What a model is told about ``dataset`` preprocessed by ``spec``: the shape of one
+    input (read off the first example), the classes, and whether inputs lie in ``[0, 1]``
+    (images scaled or binarised; synthetic vectors pass through unscaled).
+
+    Example:
+      >>> from genjax.data import load
+      >>> info = data_info(load("ring8", "train"), Preprocess())
+      >>> info.shape, info.num_classes, info.unit_interval
+      ((2,), 8, False)
+    """
+    raw = dataset.get(np.arange(1))
+    x = preprocess(raw, jax.random.PRNGKey(0), spec, dataset.image_max)["x"]
+    image = dataset.features.get("image")
+    return DataInfo(
+        shape=tuple(int(d) for d in x.shape[1:]),
+        num_classes=dataset.num_classes,
+        name=dataset.name,
+        image_shape=tuple(int(d) for d in image.shape[1:]) if image is not None else None,
+        unit_interval=image is not None and bool(spec.scale or spec.binarize != "none"),
+    )

@@ -80,6 +80,16 @@ class Dataset:
       image_max: the largest possible pixel value (16 for digits, 1 for binarized_mnist, 255
         for other uint8 TFDS images), which the preprocessing divides by; None for the
         synthetic sets.
+
+    Example:
+      >>> import numpy as np
+      >>> from genjax import data
+      >>> features = {"x": np.zeros((4, 2), np.float32), "label": np.array([0, 1, 1, 0], np.int32)}
+      >>> ds = data.Dataset("toy", "train", features, num_classes=2)
+      >>> ds, len(ds), ds.input_key
+      (Dataset('toy', split='train', {x: float32[4, 2], label: int32[4]}), 4, 'x')
+      >>> ds.get([2, 0])["label"], ds.features["x"].flags.writeable  # read-only copies
+      (array([1, 0], dtype=int32), False)
     """
 
     name: str
@@ -137,7 +147,15 @@ class Dataset:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> str | None:
-    """``data_dir`` if given, else ``$GENJAX_DATA_DIR``, else None (TFDS's own default)."""
+    """``data_dir`` if given, else ``$GENJAX_DATA_DIR``, else None (TFDS's own default).
+
+    Example:
+      >>> from genjax import data
+      >>> data.resolve_data_dir("/data/tfds")  # an explicit directory wins
+      '/data/tfds'
+      >>> data.DATA_DIR_ENV  # else this environment variable, else None (TFDS's default)
+      'GENJAX_DATA_DIR'
+    """
     if data_dir:
         return os.fspath(data_dir)
     return os.environ.get(DATA_DIR_ENV) or None
@@ -161,6 +179,16 @@ def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None) ->
       DatasetError: unknown name or split, TFDS dataset not prepared in the data directory,
         an original file of genjax's builders missing or malformed, or features that are not
         an image/``x`` set.
+
+    Example:
+      >>> import contextlib, io, tempfile
+      >>> from genjax import data
+      >>> with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints where it prepares digits
+      ...     train = data.load("digits", "train", data_dir=tempfile.mkdtemp())
+      >>> train, train.num_classes, train.image_max
+      (Dataset('digits', split='train', {image: uint8[1442, 8, 8, 1], label: int32[1442]}), 10, 16)
+      >>> data.load("ring8", "test")  # the synthetic sets need no data directory
+      Dataset('ring8', split='test', {x: float32[10000, 2], label: int32[10000]})
     """
     if not isinstance(name, str) or not name:
         raise DatasetError(f"dataset name must be a non-empty string, got {name!r}")
@@ -315,6 +343,14 @@ def read_into_memory(
 
     Returns:
       ``{key: array [len(source), ...]}`` in record order.
+
+    Example:
+      >>> import numpy as np
+      >>> from genjax import data
+      >>> source = [{"image": np.full((2, 2, 1), i, np.uint8), "label": i} for i in range(5)]
+      >>> arrays = data.read_into_memory(source, ["image", "label"], chunk_size=2)
+      >>> arrays["image"].shape, arrays["label"].tolist()
+      ((5, 2, 2, 1), [0, 1, 2, 3, 4])
     """
     n = len(source)
     out: dict[str, np.ndarray] = {}

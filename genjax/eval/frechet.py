@@ -55,6 +55,12 @@ def fit_gaussian(features: Any) -> tuple[np.ndarray, np.ndarray]:
 
     Returns:
       ``(mean [D], cov [D, D])`` in float64; ``cov`` uses the ``1 / (N - 1)`` normalisation.
+
+    Example:
+      >>> from genjax import eval as ev
+      >>> mean, cov = ev.fit_gaussian([[0.0], [2.0]])
+      >>> mean, cov  # unbiased: ((0 - 1)^2 + (2 - 1)^2) / (2 - 1)
+      (array([1.]), array([[2.]]))
     """
     x = _features("features", features, "fit_gaussian")
     mean = x.mean(axis=0)
@@ -124,6 +130,12 @@ def gaussian_frechet_distance(mean1: Any, cov1: Any, mean2: Any, cov2: Any) -> f
     Raises:
       ValueError: shapes that do not agree, non-finite values, a covariance that is not
         symmetric or not positive semi-definite.
+
+    Example:
+      >>> from genjax import eval as ev
+      >>> # One dimension: (m1 - m2)^2 + (s1 - s2)^2 = 3^2 + (1 - 2)^2.
+      >>> ev.gaussian_frechet_distance([0.0], [[1.0]], [3.0], [[4.0]])
+      10.0
     """
     fn = "gaussian_frechet_distance"
     m1, c1 = _check_gaussian(fn, "1", mean1, cov1)
@@ -150,6 +162,12 @@ def frechet_distance(features1: Any, features2: Any) -> float:
 
     Returns:
       The distance as a Python float (biased upwards at small ``N``; see the module note).
+
+    Example:
+      >>> from genjax import eval as ev
+      >>> # Means 0 and 5, both with variance 1: the distance is 5^2.
+      >>> ev.frechet_distance([[-1.0], [0.0], [1.0]], [[4.0], [5.0], [6.0]])
+      25.0
     """
     fn = "frechet_distance"
     a = _features("features1", features1, fn)

@@ -62,6 +62,18 @@ def iwae_log_likelihood(
 
     Returns:
       float32 ``[N]`` values of ``L_K`` (nats; ``-mean`` is the NLL per example).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from genjax import eval as ev
+      >>> def log_weights(x_batch, rng, k):  # every weight is N(x; 0, 1): L_K = log N(x; 0, 1)
+      ...     log_px = -0.5 * (x_batch**2 + jnp.log(2 * jnp.pi))
+      ...     log_px = jnp.broadcast_to(log_px, (k, x_batch.shape[0]))
+      ...     return log_px, jnp.zeros_like(log_px), jnp.zeros_like(log_px)
+      >>> ll = ev.iwae_log_likelihood(log_weights, jnp.array([0.0, 1.0, 2.0]), jax.random.key(0),
+      ...                             num_samples=100, chunk_size=30, batch_size=2)
+      >>> [round(v, 4) for v in ll.tolist()]
+      [-0.9189, -1.4189, -2.9189]
     """
     num_samples = _check_int("num_samples", num_samples)
     chunk_size = min(_check_int("chunk_size", chunk_size), num_samples)
@@ -109,7 +121,14 @@ def iwae_log_likelihood(
 
 
 def mean_and_stderr(values: Any) -> tuple[float, float]:
-    """The mean of per-example values and its standard error ``std / sqrt(N)`` (``ddof=1``)."""
+    """The mean of per-example values and its standard error ``std / sqrt(N)`` (``ddof=1``).
+
+    Example:
+      >>> from genjax import eval as ev
+      >>> mean, stderr = ev.mean_and_stderr([1.0, 2.0, 3.0])  # std 1 (ddof=1), N = 3
+      >>> mean, round(stderr, 4)
+      (2.0, 0.5774)
+    """
     v = np.asarray(values, np.float64).reshape(-1)
     if v.size == 0:
         raise ValueError("values must hold at least one number, got an empty array")

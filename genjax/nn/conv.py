@@ -78,6 +78,15 @@ def check_image_shape(image_shape: Any, num_stages: int, *, owner: str = "image"
     Raises:
       ValueError: ``image_shape`` is not three positive ints, or ``H`` or ``W`` is not divisible
         by ``2^n`` (the message gives the sizes that would fit).
+
+    Example:
+      >>> from genjax import nn as gnn
+      >>> gnn.check_image_shape((28, 28, 1), 2)  # 28 -> 14 -> 7
+      (28, 28, 1)
+      >>> gnn.check_image_shape((28, 28, 1), 3)  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+          ...
+      ValueError: image: 3 stride-2 stage(s) need ... multiples of 2^3 = 8, got ... (28, 28, 1) ...
     """
     shape = tuple(image_shape) if isinstance(image_shape, Sequence) else None
     if (
@@ -100,7 +109,13 @@ def check_image_shape(image_shape: Any, num_stages: int, *, owner: str = "image"
 
 
 def downsampled_size(image_shape: Any, num_stages: int) -> tuple[int, int]:
-    """``(H / 2^n, W / 2^n)``: the spatial size after ``n`` stride-2 stages (checked)."""
+    """``(H / 2^n, W / 2^n)``: the spatial size after ``n`` stride-2 stages (checked).
+
+    Example:
+      >>> from genjax import nn as gnn
+      >>> gnn.downsampled_size((28, 28, 1), 2), gnn.downsampled_size((32, 32, 3), 3)
+      ((7, 7), (4, 4))
+    """
     h, w, _ = check_image_shape(image_shape, num_stages)
     return h // 2**num_stages, w // 2**num_stages
 
@@ -125,6 +140,16 @@ class ConvEncoder(nn.Module):
       norm: ``"none"``, ``"layer"`` or ``"group"`` (group norm with ``gcd(8, channels)``
         groups), applied before each activation.
       norm_first: also normalise the first stage (DCGAN leaves it out of the discriminator).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from genjax import nn as gnn
+      >>> encoder = gnn.ConvEncoder(features=(4, 8))
+      >>> # Shapes only: jax.eval_shape traces the module without computing anything.
+      >>> key, x = jax.random.key(0), jnp.ones((2, 8, 8, 1))
+      >>> h, variables = jax.eval_shape(encoder.init_with_output, key, x)
+      >>> h.shape, variables["params"]["conv_1"]["kernel"].shape  # 2 stages: 8 -> 4 -> 2
+      ((2, 2, 2, 8), (4, 4, 4, 8))
     """
 
     features: Sequence[int] = (32, 64)
@@ -170,6 +195,18 @@ class ConvDecoder(nn.Module):
       activation: a name in :data:`genjax.nn.ACTIVATIONS` or a callable.
       norm: ``"none"``, ``"layer"`` or ``"group"``, applied before each activation of the
         projection and the stages.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from genjax import nn as gnn
+      >>> decoder = gnn.ConvDecoder(image_shape=(8, 8, 1), features=(8, 4))
+      >>> decoder.start_size  # [B, d] -> Dense -> [B, 2, 2, 8] -> [B, 4, 4, 8] -> [B, 8, 8, 4]
+      (2, 2)
+      >>> # Shapes only: jax.eval_shape traces the module without computing anything.
+      >>> key, z = jax.random.key(0), jnp.zeros((2, 3))
+      >>> x, variables = jax.eval_shape(decoder.init_with_output, key, z)
+      >>> x.shape, variables["params"]["project"]["kernel"].shape
+      ((2, 8, 8, 1), (3, 32))
     """
 
     image_shape: Sequence[int]
@@ -254,6 +291,17 @@ class ConvTranspose2x(nn.Module):
     Attributes:
       features: output channels.
       kernel_size: the square kernel's size ``k >= 1``.
+
+    Example:
+      >>> import flax.linen as nn, jax.numpy as jnp
+      >>> from genjax.nn.conv import ConvTranspose2x
+      >>> kernel = jnp.linspace(-1.0, 1.0, 4 * 4 * 2 * 3).reshape(4, 4, 2, 3)  # [k, k, C, F]
+      >>> variables = {"params": {"kernel": kernel, "bias": jnp.zeros(3)}}
+      >>> x = jnp.linspace(0.0, 1.0, 4 * 4 * 2).reshape(1, 4, 4, 2)
+      >>> y = ConvTranspose2x(features=3, kernel_size=4).apply(variables, x)
+      >>> flax_y = nn.ConvTranspose(3, (4, 4), strides=(2, 2), padding="SAME").apply(variables, x)
+      >>> y.shape, bool(jnp.allclose(y, flax_y, atol=1e-5))  # same parameters, same function
+      ((1, 8, 8, 3), True)
     """
 
     features: int
@@ -317,6 +365,16 @@ class ResidualBlock(nn.Module):
     Attributes:
       hidden: channels of the 3x3 convolution.
       activation: a name in :data:`genjax.nn.ACTIVATIONS` or a callable.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from genjax import nn as gnn
+      >>> block = gnn.ResidualBlock(hidden=8)
+      >>> # Shapes only: jax.eval_shape traces the module without computing anything.
+      >>> key, x = jax.random.key(0), jnp.ones((2, 4, 4, 3))
+      >>> y, variables = jax.eval_shape(block.init_with_output, key, x)
+      >>> y.shape, variables["params"]["conv_3x3"]["kernel"].shape
+      ((2, 4, 4, 3), (3, 3, 3, 8))
     """
 
     hidden: int = 32

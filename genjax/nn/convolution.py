@@ -246,6 +246,18 @@ def conv_general_dilated(
 
     Same signature and results; pass it to flax as ``nn.Conv(...,
     conv_general_dilated=genjax.nn.conv_general_dilated)``. See the module docstring.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import nn as gnn
+      >>> x, w = jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1))  # a 3x3 box sum
+      >>> dims = ("NHWC", "HWIO", "NHWC")
+      >>> y = gnn.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dims)
+      >>> y[0, :, :, 0]  # 9 inside, 6 on the edges, 4 in the corners (zero padding)
+      Array([[4., 6., 6., 4.],
+             [6., 9., 9., 6.],
+             [6., 9., 9., 6.],
+             [4., 6., 6., 4.]], dtype=float32)
     """
     args = (window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers)
     kwargs = dict(
@@ -295,6 +307,17 @@ def _canonical_conv(
 
 def Conv(features: int, kernel_size: Sequence[int], **kwargs: Any) -> nn.Conv:
     """``flax.linen.Conv(features, kernel_size, **kwargs)`` computed with
-    :func:`conv_general_dilated`: the same module, parameters and outputs."""
+    :func:`conv_general_dilated`: the same module, parameters and outputs.
+
+    Example:
+      >>> import flax.linen as nn, jax.numpy as jnp
+      >>> from genjax import nn as gnn
+      >>> kernel = jnp.linspace(-1.0, 1.0, 3 * 3 * 2 * 4).reshape(3, 3, 2, 4)
+      >>> variables = {"params": {"kernel": kernel, "bias": jnp.zeros(4)}}
+      >>> x = jnp.linspace(0.0, 1.0, 6 * 6 * 2).reshape(1, 6, 6, 2)
+      >>> y = gnn.Conv(4, (3, 3)).apply(variables, x)
+      >>> y.shape, bool(jnp.allclose(y, nn.Conv(4, (3, 3)).apply(variables, x), atol=1e-5))
+      ((1, 6, 6, 4), True)
+    """
     kwargs.setdefault("conv_general_dilated", conv_general_dilated)
     return nn.Conv(features, kernel_size, **kwargs)

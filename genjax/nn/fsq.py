@@ -84,13 +84,28 @@ def _as_channels(fn: str, z: Any, levels: tuple[int, ...]) -> jax.Array:
 
 
 def codebook_size(levels: Sequence[int]) -> int:
-    """``prod(levels)``: the number of grid points (codes)."""
+    """``prod(levels)``: the number of grid points (codes).
+
+    Example:
+      >>> from genjax.nn import fsq
+      >>> fsq.codebook_size((8, 6, 5)), fsq.codebook_size(fsq.LEVELS[2**10])
+      (240, 1000)
+    """
     return math.prod(_levels("codebook_size", levels))
 
 
 def bound(z: Any, levels: Sequence[int]) -> jax.Array:
     """``tanh(z + s) h - o`` per channel (see the module docstring): ``[..., d] -> [..., d]``,
-    each channel in an open interval that rounds to exactly ``L_i`` integers."""
+    each channel in an open interval that rounds to exactly ``L_i`` integers.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax.nn import fsq
+      >>> b = fsq.bound(jnp.array([[-9.0, -9.0], [9.0, 9.0]]), (3, 4))
+      >>> jnp.round(b)  # L = 3 rounds to -1..1, L = 4 to -2..1
+      Array([[-1., -2.],
+             [ 1.,  1.]], dtype=float32)
+    """
     levels = _levels("bound", levels)
     z = _as_channels("bound", z, levels)
     L = jnp.asarray(levels, z.dtype)
@@ -105,7 +120,15 @@ def bound(z: Any, levels: Sequence[int]) -> jax.Array:
 def quantize(z: Any, levels: Sequence[int]) -> jax.Array:
     """The FSQ code of ``z``: ``[..., d]`` float -> ``[..., d]`` float32 in ``[-1, 1]``, each
     channel one of ``L_i`` values ``q / (L_i // 2)``, ``q`` an integer. Straight-through: the
-    gradient is that of ``bound(z) / (L // 2)``."""
+    gradient is that of ``bound(z) / (L // 2)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax.nn import fsq
+      >>> fsq.quantize(jnp.array([[-5.0, 5.0], [0.0, 0.0]]), (3, 5))  # -1, 0, 1 in each channel
+      Array([[-1.,  1.],
+             [ 0.,  0.]], dtype=float32)
+    """
     levels = _levels("quantize", levels)
     b = bound(z, levels)
     rounded = b + jax.lax.stop_gradient(jnp.round(b) - b)
@@ -114,7 +137,14 @@ def quantize(z: Any, levels: Sequence[int]) -> jax.Array:
 
 def codes_to_indices(codes: Any, levels: Sequence[int]) -> jax.Array:
     """``[..., d]`` codes (outputs of :func:`quantize`) -> ``[...]`` int32 indices in
-    ``[0, prod(levels))``, mixed radix with channel 0 fastest."""
+    ``[0, prod(levels))``, mixed radix with channel 0 fastest.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax.nn import fsq
+      >>> fsq.codes_to_indices(jnp.array([[-1.0, -1.0], [0.0, -1.0], [1.0, 1.0]]), (3, 5))
+      Array([ 0,  1, 14], dtype=int32)
+    """
     levels = _levels("codes_to_indices", levels)
     codes = _as_channels("codes_to_indices", codes, levels)
     half = jnp.asarray([lv // 2 for lv in levels], codes.dtype)
@@ -124,7 +154,19 @@ def codes_to_indices(codes: Any, levels: Sequence[int]) -> jax.Array:
 
 
 def indices_to_codes(indices: Any, levels: Sequence[int]) -> jax.Array:
-    """The inverse of :func:`codes_to_indices`: ``[...]`` ints -> ``[..., d]`` float32 codes."""
+    """The inverse of :func:`codes_to_indices`: ``[...]`` ints -> ``[..., d]`` float32 codes.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax.nn import fsq
+      >>> codes = fsq.indices_to_codes(jnp.array([0, 1, 14]), (3, 5))
+      >>> codes
+      Array([[-1., -1.],
+             [ 0., -1.],
+             [ 1.,  1.]], dtype=float32)
+      >>> fsq.codes_to_indices(codes, (3, 5))
+      Array([ 0,  1, 14], dtype=int32)
+    """
     levels = _levels("indices_to_codes", levels)
     indices = jnp.asarray(indices)
     if not jnp.issubdtype(indices.dtype, jnp.integer):
@@ -145,6 +187,19 @@ class FiniteScalarQuantizer(nn.Module):
 
     Attributes:
       levels: levels per channel, e.g. ``LEVELS[2**8]``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from genjax.nn import fsq
+      >>> layer = fsq.FiniteScalarQuantizer(levels=(3, 5))
+      >>> z_q, indices = layer.apply({}, jnp.array([[-5.0, 5.0], [0.0, 0.0]]))  # no parameters
+      >>> z_q.tolist(), indices  # mixed radix, channel 0 fastest: 0 + 3 * 4 and 1 + 3 * 2
+      ([[-1.0, 1.0], [0.0, 0.0]], Array([12,  7], dtype=int32))
+      >>> # 16 channels: projected to 2 and back by Dense layers (shapes only, nothing computed).
+      >>> key, z = jax.random.key(0), jnp.zeros((2, 4, 16))
+      >>> (z_q, indices), variables = jax.eval_shape(layer.init_with_output, key, z)
+      >>> z_q.shape, indices.shape, variables["params"]["project_in"]["kernel"].shape
+      ((2, 4, 16), (2, 4), (16, 2))
     """
 
     levels: tuple[int, ...]

@@ -44,6 +44,14 @@ def get_activation(
     Raises:
       ValueError: ``activation`` is an unknown name (the message lists the known ones) or
         neither a string nor a callable.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import nn as gnn
+      >>> gnn.get_activation("leaky_relu")(jnp.array([-1.0, 2.0]))
+      Array([-0.2,  2. ], dtype=float32)
+      >>> gnn.get_activation(jnp.abs) is jnp.abs
+      True
     """
     if isinstance(activation, str):
         try:
@@ -61,7 +69,13 @@ def get_activation(
 
 
 def check_features(owner: str, features: Any, *, allow_empty: bool = False) -> tuple[int, ...]:
-    """Validates a sequence of layer widths / channel counts; returns it as a tuple of ints."""
+    """Validates a sequence of layer widths / channel counts; returns it as a tuple of ints.
+
+    Example:
+      >>> from genjax.nn.mlp import check_features
+      >>> check_features("MLP", [64, 10])
+      (64, 10)
+    """
     if isinstance(features, int) or not isinstance(features, Sequence):
         raise ValueError(f"{owner}.features must be a sequence of positive ints, got {features!r}")
     widths = tuple(features)
@@ -86,6 +100,14 @@ class MLP(nn.Module):
       activate_final: also apply the activation to the output layer.
       kernel_init: initializer of the ``Dense`` kernels (default: Flax's LeCun normal).
       use_bias: whether the layers have biases.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from genjax import nn as gnn
+      >>> mlp = gnn.MLP(features=(16, 3), activation="tanh")
+      >>> y, variables = mlp.init_with_output(jax.random.key(0), jnp.ones((4, 5)))
+      >>> y.shape, variables["params"]["dense_0"]["kernel"].shape
+      ((4, 3), (5, 16))
     """
 
     features: Sequence[int]

@@ -33,6 +33,18 @@ class ResidualStack(nn.Module):
       hidden: channels of each block's inner 3x3 convolution (``>= 1``).
       activation: a name in :data:`genjax.nn.ACTIVATIONS` or a callable; used inside the
         blocks and once at the end.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from genjax.nn.residual import ResidualStack
+      >>> ResidualStack(num_blocks=0).apply({}, jnp.array([[[[-1.0, 2.0]]]]))  # just the ReLU
+      Array([[[[0., 2.]]]], dtype=float32)
+      >>> stack = ResidualStack(num_blocks=2, hidden=8)
+      >>> # Shapes only: jax.eval_shape traces the module without computing anything.
+      >>> key, x = jax.random.key(0), jnp.ones((2, 4, 4, 3))
+      >>> y, variables = jax.eval_shape(stack.init_with_output, key, x)
+      >>> y.shape, sorted(variables["params"])
+      ((2, 4, 4, 3), ['block_0', 'block_1'])
     """
 
     num_blocks: int = 2
