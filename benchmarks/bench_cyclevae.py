@@ -4,8 +4,9 @@
         [--batch 128 512] [--steps 50] [--repeats 3] [--out FILE]
 
 Every model is the experiment's own (``python -m experiments.train --model cyclevae --dataset
-digits``: the ``RunConfig`` factory, ``--set`` overrides and ``build_task``), so the timed
-step is the training step, preprocessing included:
+digits``: the ``RunConfig`` factory, ``--set`` overrides, then the library's
+``config.model_config.objective(info).run_task(...)``), so the timed step is the training step,
+preprocessing included:
 
 * ``digits``: the default Cycle VAE on 8x8 digits (MLP 64-256-256-2x8, class embeddings,
   the cycle: two encoder and three decoder passes per step);
@@ -29,20 +30,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import platform
-import statistics
-import time
 
-import jax
 import numpy as np
 
-from experiments.config import apply_overrides
+from benchmarks.bench_vae import machine, measure, report
 from experiments.models import cyclevae as cyclevae_experiment
-from experiments.registry import DataInfo
+from genjax.config import apply_overrides
 from genjax.data import load, preprocess
-from genjax.train import Engine, init_state
+from genjax.models.base import DataInfo
 
 #: name -> (--set overrides on the digits config, image shape of the data)
 MODELS = {
@@ -59,7 +54,8 @@ def _setup(name: str, batch: int):
     spec = config.data.preprocess()
     shape = (int(np.prod(image_shape)),) if spec.flatten else image_shape
     info = DataInfo(name=name, shape=shape, num_classes=10, image_shape=image_shape)
-    task = cyclevae_experiment.build_task(config, info)
+    objective = config.model_config.objective(info)
+    task = objective.run_task(config.optimizer.build, config.train.steps)
     image_max = 16 if image_shape == (8, 8, 1) else 255
 
     def prepare(raw, rng):
@@ -82,52 +78,7 @@ def _data(image_shape, image_max, steps, batch, rng):
 def bench(name: str, batch: int, steps: int, repeats: int) -> dict:
     task, prepare, image_shape, image_max = _setup(name, batch)
     data = _data(image_shape, image_max, steps, batch, np.random.default_rng(0))
-    engine = Engine(task, prepare)
-    first = {k: v[0] for k, v in data.items()}
-    example = prepare(first, jax.random.PRNGKey(0))
-    host = jax.tree.map(np.asarray, init_state(task, jax.random.PRNGKey(0), example))
-    out = {}
-
-    batches = [engine.place_batch({k: v[i] for k, v in data.items()}) for i in range(steps)]
-    t0 = time.perf_counter()
-    state, metrics = engine.step(engine.place_state(host), batches[0])
-    jax.block_until_ready(metrics)
-    compile_step = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for b in batches:
-            state, metrics = engine.step(state, b)
-        jax.block_until_ready(state.params)
-        times.append(time.perf_counter() - t0)
-    out["per_step"] = _summary(times, steps, batch, compile_step)
-
-    stack = engine.place_batch(data, stacked=True)
-    t0 = time.perf_counter()
-    state, metrics = engine.run(engine.place_state(host), stack)
-    jax.block_until_ready(metrics)
-    compile_run = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        state, metrics = engine.run(state, stack)
-        jax.block_until_ready(state.params)
-        times.append(time.perf_counter() - t0)
-    out["scan_fused"] = _summary(times, steps, batch, compile_run)
-    out["final_loss"] = float(np.asarray(metrics["loss"])[-1])
-    return out
-
-
-def _summary(times, steps, batch, compile_s) -> dict:
-    rates = [steps / t for t in times]
-    med = statistics.median(rates)
-    return {
-        "examples_per_s": med * batch,
-        "steps_per_s": med,
-        "examples_per_s_min": min(rates) * batch,
-        "examples_per_s_max": max(rates) * batch,
-        "compile_plus_first_s": compile_s,
-    }
+    return measure(task, prepare, data, repeats)
 
 
 def main(argv=None):
@@ -141,23 +92,13 @@ def main(argv=None):
     result = {
         "benchmark": "cyclevae_training_throughput",
         "models": {name: list(MODELS[name][0]) for name in args.models},
-        "backend": jax.default_backend(),
-        "devices": jax.device_count(),
-        "machine": platform.machine(),
-        "jax": jax.__version__,
-        "steps_per_repeat": args.steps,
-        # A shared machine's load changes what a CPU measurement means; recorded with it.
-        "load_average_at_start": list(os.getloadavg()),
+        **machine(args.steps),
         "results": {
             name: {str(b): bench(name, b, args.steps, args.repeats) for b in args.batch}
             for name in args.models
         },
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    report(result, args.out)
 
 
 if __name__ == "__main__":

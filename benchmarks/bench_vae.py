@@ -4,8 +4,9 @@
         [--repeats 3] [--out FILE]
 
 Both models are built the way ``python -m experiments.train --model vae --dataset mnist``
-builds them (the experiment's ``RunConfig`` factory and ``build_task``, so the timed step is
-the training step, dynamic binarisation included):
+builds them (the experiment's ``RunConfig`` factory, then the library's
+``config.model_config.objective(info).run_task(...)``, so the timed step is the training step,
+dynamic binarisation included):
 
 * ``mlp``: the IWAE paper's 784-200-200-50 tanh VAE (the ``mnist`` config);
 * ``conv``: ``--set model.architecture=conv --set model.hidden=32,64 --set model.activation=relu
@@ -36,10 +37,10 @@ import time
 import jax
 import numpy as np
 
-from experiments.config import apply_overrides
 from experiments.models import vae as vae_experiment
-from experiments.registry import DataInfo
+from genjax.config import apply_overrides
 from genjax.data import preprocess
+from genjax.models.base import DataInfo
 from genjax.train import Engine, init_state
 
 MODELS = {
@@ -60,7 +61,8 @@ def _setup(name: str, batch: int):
     spec = config.data.preprocess()
     shape = (int(np.prod(IMAGE_SHAPE)),) if spec.flatten else IMAGE_SHAPE
     info = DataInfo(name="mnist", shape=shape, num_classes=10, image_shape=IMAGE_SHAPE)
-    task = vae_experiment.build_task(config, info)
+    objective = config.model_config.objective(info)
+    task = objective.run_task(config.optimizer.build, config.train.steps)
 
     def prepare(raw, rng):
         return preprocess(raw, rng, spec, 255)
@@ -72,12 +74,19 @@ def bench(name: str, batch: int, steps: int, repeats: int) -> dict:
     _, task, prepare = _setup(name, batch)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(steps, batch, *IMAGE_SHAPE), dtype=np.uint8)
+    return measure(task, prepare, {"image": images}, repeats)
+
+
+def measure(task, prepare, data: dict, repeats: int) -> dict:
+    """Times ``task``'s step on ``data`` (raw batches stacked, ``[steps, batch, ...]`` each),
+    per step and scan-fused (see the module doc); also the last fused step's loss."""
+    steps, batch = next(iter(data.values())).shape[:2]
     engine = Engine(task, prepare)
-    example = prepare({"image": images[0]}, jax.random.PRNGKey(0))
+    example = prepare({k: v[0] for k, v in data.items()}, jax.random.PRNGKey(0))
     host = jax.tree.map(np.asarray, init_state(task, jax.random.PRNGKey(0), example))
     out = {}
 
-    batches = [engine.place_batch({"image": b}) for b in images]
+    batches = [engine.place_batch({k: v[i] for k, v in data.items()}) for i in range(steps)]
     t0 = time.perf_counter()
     state, metrics = engine.step(engine.place_state(host), batches[0])
     jax.block_until_ready(metrics)
@@ -91,7 +100,7 @@ def bench(name: str, batch: int, steps: int, repeats: int) -> dict:
         times.append(time.perf_counter() - t0)
     out["per_step"] = _summary(times, steps, batch, compile_step)
 
-    stack = engine.place_batch({"image": images}, stacked=True)
+    stack = engine.place_batch(data, stacked=True)
     t0 = time.perf_counter()
     state, metrics = engine.run(engine.place_state(host), stack)
     jax.block_until_ready(metrics)
@@ -131,22 +140,34 @@ def main(argv=None):
         "benchmark": "vae_training_throughput",
         "data": "synthetic uint8 28x28x1, dynamic binarisation inside the step",
         "models": {name: list(MODELS[name]) for name in args.models},
-        "backend": jax.default_backend(),
-        "devices": jax.device_count(),
-        "machine": platform.machine(),
-        "jax": jax.__version__,
-        "steps_per_repeat": args.steps,
-        # A shared machine's load changes what a CPU measurement means; recorded with it.
-        "load_average_at_start": list(os.getloadavg()),
+        **machine(args.steps),
         "results": {
             name: {str(b): bench(name, b, args.steps, args.repeats) for b in args.batch}
             for name in args.models
         },
     }
+    report(result, args.out)
+
+
+def machine(steps: int) -> dict:
+    """Where and how the benchmark ran (beside its results in the JSON)."""
+    return {
+        "backend": jax.default_backend(),
+        "devices": jax.device_count(),
+        "machine": platform.machine(),
+        "jax": jax.__version__,
+        "steps_per_repeat": steps,
+        # A shared machine's load changes what a CPU measurement means; recorded with it.
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def report(result: dict, out: str) -> None:
+    """Prints the result as JSON and writes it to ``out`` if given."""
     text = json.dumps(result, indent=2)
     print(text)
-    if args.out:
-        with open(args.out, "w") as f:
+    if out:
+        with open(out, "w") as f:
             f.write(text + "\n")
 
 

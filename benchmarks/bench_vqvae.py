@@ -4,7 +4,8 @@
         [--num-codes 512] [--steps 20] [--repeats 3] [--search-batch 128 512] [--out FILE]
 
 The model is built the way ``python -m experiments.train --model vqvae --dataset mnist``
-builds its VQ-VAE phase (the experiment's ``mnist`` ``RunConfig`` and objective: 28 x 28 x 1
+builds its VQ-VAE phase (the experiment's ``mnist`` ``RunConfig`` and the library's
+``VQVAEConfig.objective``, with ``prior_steps=0`` for the VQ-VAE alone: 28 x 28 x 1
 -> two stride-2 convolutions of 64 channels, 2 residual blocks -> a 7 x 7 map of 32-d codes,
 ``K = --num-codes``), for each codebook configuration (``plain``: codebook loss; ``ema``;
 ``ema_restart``: EMA and dead-code restart with its reservoir). Data: synthetic uint8 images
@@ -36,9 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.models import vqvae as vq_experiment
-from experiments.registry import DataInfo
 from genjax import losses as L
 from genjax.data import preprocess
+from genjax.models.base import DataInfo
 from genjax.train import Engine, init_state
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -60,10 +61,12 @@ def _config(rule: str, num_codes: int, batch: int):
 
 def bench_training(rule: str, num_codes: int, batch: int, steps: int, repeats: int) -> dict:
     config = _config(rule, num_codes, batch)
-    info = DataInfo("synthetic-mnist", IMAGE_SHAPE, 10, IMAGE_SHAPE)
-    model = vq_experiment._model(config.model_config, info)
-    objective = vq_experiment._objective(config.model_config, model)
-    task = vq_experiment._vq_only_task(objective, config.optimizer.build(10_000))
+    info = DataInfo(
+        shape=IMAGE_SHAPE, num_classes=10, name="synthetic-mnist", image_shape=IMAGE_SHAPE
+    )
+    # The VQ-VAE alone (its phase of the run), without the prior's player.
+    objective = dataclasses.replace(config.model_config, prior_steps=0).objective(info)
+    task = objective.task(config.optimizer.build(10_000))
     spec = config.data.preprocess()
 
     def prepare(raw, rng):

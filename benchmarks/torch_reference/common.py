@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from experiments.config import DataConfig, OptimizerConfig
+from genjax.config import DataConfig, OptimizerConfig
 
 #: Activation names of ``genjax.nn.ACTIVATIONS``, as torch modules with the same definition.
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {

@@ -1,6 +1,6 @@
 """The Cycle VAE's training step in PyTorch: domain-conditioned MLP encoder and decoder, the
 direct ELBO plus the ELBO after a round trip through a random other domain, as
-``genjax.models.cyclevae.objective``."""
+``genjax.models.cyclevae.loss``."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ class ``t`` "in the same hand" (same slant, thickness, position). One command tr
 Cycle VAE (``model.cycle_weight``) and, inside the evaluation, the same model with the cycle
 weight at 0 (the plain conditional VAE: same architecture, data, seed and steps, trained by the
 same engine into ``compare_cycle0/`` under the work directory, resumable like the main run;
-``--set model.compare=false`` skips it). Both are measured the same way and reported side by
+``--set eval.compare=false`` skips it). Both are measured the same way and reported side by
 side, the comparison's figures with the suffix ``_cycle0``:
 
 * ``conversion_accuracy``: the fraction of the ``N x (K - 1)`` conversions of the test split
@@ -41,6 +41,10 @@ latent: with a Bernoulli cross-entropy or a learned variance, ``z`` collapses to
 digits, reconstructions become class prototypes and every conversion is trivially right; a
 small fixed variance makes ``z`` carry the writer's style (``test_kl`` of ~15 nats), which is
 where the cycle matters.
+
+The model, its hyper-parameters and its loss are the library's (``genjax.models.cyclevae``:
+``CycleVAEConfig``, ``CycleVAEObjective``); this module holds the dataset config, the
+evaluation settings (``CycleVAEEval``), the evaluation and its figures.
 """
 
 from __future__ import annotations
@@ -52,108 +56,54 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.config import ConfigError, DataConfig, OptimizerConfig, RunConfig
-from experiments.registry import DataInfo, EvalContext, ModelSpec
+from experiments.registry import EvalContext, ModelSpec
 from genjax import viz
+from genjax._checks import check_int
+from genjax.config import ConfigError, DataConfig, OptimizerConfig, RunConfig
 from genjax.data import preprocess
 from genjax.eval import ClassifierConfig, train_classifier
 from genjax.models import cyclevae
-from genjax.nn import ACTIVATIONS
-from genjax.train import SINGLE, Task, TrainConfig, fit
+from genjax.models.base import single
+from genjax.train import TrainConfig, fit
 
 #: Subdirectory of the work directory holding the cycle-weight-0 comparison run.
 COMPARE_DIR = "compare_cycle0"
 
 
 @dataclasses.dataclass(frozen=True)
-class CycleVAEConfig:
-    """Cycle VAE hyperparameters and evaluation settings.
+class CycleVAEEval:
+    """The Cycle VAE's evaluation settings (the model's are
+    ``genjax.models.cyclevae.CycleVAEConfig``).
 
     Attributes:
-      architecture: mlp | conv (conv needs data.flatten=false).
-      hidden: MLP widths or conv channels of the encoder (the decoder mirrors them).
-      latent_dim: q, the latent dimension (>= 1).
-      activation: hidden-layer activation (relu, tanh, elu, ...).
-      embed_dim: width of the learned domain embeddings.
-      condition_encoder: feed the encoder an embedding of the source domain too.
-      likelihood: bernoulli (data in [0, 1]) | gaussian.
-      variance: gaussian only: fixed | isotropic (one learned sigma2) | pixel (one per feature).
-      fixed_variance: the variance when variance=fixed.
-      min_variance: lower bound of a learned variance.
-      kernel_size: conv kernel size.
-      direct_weight: weight of the direct ELBO.
-      cycle_weight: weight of the cycled ELBO (0 = the plain conditional VAE).
-      beta: KL weight of the direct ELBO.
-      cycle_beta: KL weight of the cycled ELBO (none = beta).
-      target_sampling: others (uniform over the other domains) | any (the source included).
-      stop_gradient: no gradient through the converted features in the cycle term.
       compare: also train and report the same model with cycle_weight=0 (in compare_cycle0/).
       classifier_steps: training steps of the evaluation classifier.
       classifier_seed: seed of the evaluation classifier.
       elbo_samples: reparameterised samples per test example for the reported test ELBO.
     """
 
-    architecture: str = "mlp"
-    hidden: tuple[int, ...] = (256, 256)
-    latent_dim: int = 8
-    activation: str = "relu"
-    embed_dim: int = 16
-    condition_encoder: bool = True
-    likelihood: str = "gaussian"
-    variance: str = "fixed"
-    fixed_variance: float = 0.01
-    min_variance: float = 1e-3
-    kernel_size: int = 4
-    direct_weight: float = 1.0
-    cycle_weight: float = 4.0
-    beta: float = 1.0
-    cycle_beta: float | None = None
-    target_sampling: str = "others"
-    stop_gradient: bool = False
     compare: bool = True
     classifier_steps: int = 1000
     classifier_seed: int = 0
     elbo_samples: int = 10
 
     def __post_init__(self):
-        choices = {
-            "architecture": cyclevae.ARCHITECTURES,
-            "likelihood": cyclevae.LIKELIHOODS,
-            "variance": cyclevae.VARIANCES,
-            "target_sampling": cyclevae.TARGET_SAMPLING,
-            "activation": tuple(ACTIVATIONS),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"model.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
-                )
-        for name in (
-            "latent_dim",
-            "embed_dim",
-            "kernel_size",
-            "classifier_steps",
-            "elbo_samples",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
-        if not self.hidden or any(h < 1 for h in self.hidden):
-            raise ConfigError(f"model.hidden must hold positive widths, got {self.hidden}")
-        for name in ("fixed_variance", "min_variance"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"model.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("direct_weight", "cycle_weight", "beta"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"model.{name} must be >= 0, got {getattr(self, name)}")
-        if self.cycle_beta is not None and not self.cycle_beta >= 0:
-            raise ConfigError(f"model.cycle_beta must be >= 0 or none, got {self.cycle_beta}")
+        if not isinstance(self.compare, bool):
+            raise ConfigError(f"eval.compare must be true or false, got {self.compare!r}")
+        try:
+            check_int("eval.classifier_steps", self.classifier_steps, 1)
+            check_int("eval.classifier_seed", self.classifier_seed, 0)
+            check_int("eval.elbo_samples", self.elbo_samples, 1)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
 
 def _digits() -> RunConfig:
     return RunConfig(
         model="cyclevae",
         dataset="digits",
-        model_config=CycleVAEConfig(),
+        model_config=cyclevae.CycleVAEConfig(),
+        evaluation=CycleVAEEval(),
         train=TrainConfig(
             # 6,000 steps left one of the 90 class pairs just under 90% conversion accuracy
             # (2 -> 4 at 88.6%); at 10,000 every pair is above it.
@@ -170,82 +120,6 @@ def _digits() -> RunConfig:
     )
 
 
-def model_from_config(m: CycleVAEConfig, info: DataInfo) -> cyclevae.CycleVAE:
-    """The :class:`~genjax.models.cyclevae.CycleVAE` of a config and the data's shape."""
-    return cyclevae.CycleVAE(
-        data_shape=tuple(info.shape),
-        num_domains=int(info.num_classes),
-        latent_dim=m.latent_dim,
-        architecture=m.architecture,
-        hidden=tuple(m.hidden),
-        activation=m.activation,
-        embed_dim=m.embed_dim,
-        condition_encoder=m.condition_encoder,
-        likelihood=m.likelihood,
-        variance=m.variance,
-        fixed_variance=m.fixed_variance,
-        min_variance=m.min_variance,
-        kernel_size=m.kernel_size,
-    )
-
-
-def _model(config: RunConfig, info: DataInfo) -> cyclevae.CycleVAE:
-    return model_from_config(config.model_config, info)
-
-
-def task_from_config(
-    m: CycleVAEConfig, info: DataInfo, optimizer, *, cycle_weight: float | None = None
-) -> Task:
-    """The engine's task for a config (``cycle_weight`` overrides the configured one).
-
-    Raises ``ConfigError`` for unlabelled or single-class data and for a model the data's
-    shape does not fit.
-    """
-    if info.num_classes is None:
-        raise ConfigError(
-            f"cyclevae needs a labelled dataset (the label is the domain code); "
-            f"{info.name!r} has no labels"
-        )
-    if info.num_classes < 2:
-        raise ConfigError(
-            f"cyclevae needs at least two domains to convert between; {info.name!r} has "
-            f"{info.num_classes} class"
-        )
-    if m.architecture == "conv" and len(info.shape) != 3:
-        raise ConfigError(
-            f"model.architecture=conv needs images [H, W, C]; set data.flatten=false "
-            f"(the input shape is {info.shape})"
-        )
-    try:
-        model = model_from_config(m, info)
-        cyclevae.check_model(model)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    loss = functools.partial(
-        cyclevae.objective,
-        model=model,
-        direct_weight=m.direct_weight,
-        cycle_weight=m.cycle_weight if cycle_weight is None else cycle_weight,
-        beta=m.beta,
-        cycle_beta=m.cycle_beta,
-        target_sampling=m.target_sampling,
-        stop_gradient=m.stop_gradient,
-    )
-    return Task.from_loss(functools.partial(cyclevae.init, model=model), loss, optimizer)
-
-
-def build_task(config: RunConfig, info: DataInfo, *, cycle_weight: float | None = None) -> Task:
-    m, data = config.model_config, config.data
-    if m.likelihood == "bernoulli" and not data.scale and data.binarize == "none":
-        raise ConfigError(
-            "model.likelihood=bernoulli needs data in [0, 1]: set data.scale=true or "
-            "data.binarize=static|dynamic"
-        )
-    return task_from_config(
-        m, info, config.optimizer.build(config.train.steps), cycle_weight=cycle_weight
-    )
-
-
 def _split(config: RunConfig, dataset) -> tuple[jax.Array, np.ndarray]:
     """The whole split preprocessed as in training: ``(x, labels)``."""
     raw = dataset.get(np.arange(dataset.num_examples))
@@ -256,7 +130,7 @@ def _split(config: RunConfig, dataset) -> tuple[jax.Array, np.ndarray]:
 @functools.lru_cache(maxsize=8)
 def _all_targets_fn(model: cyclevae.CycleVAE):
     """Jitted ``(params, x, source) -> ([K, B, ...] conversions, [K, B, ...] round trips)``."""
-    convert = functools.partial(cyclevae.convert, model=model)
+    convert = functools.partial(cyclevae.convert, model)
 
     def both(params, x, source, target):
         out = convert(params, x, source, target)
@@ -309,16 +183,18 @@ def conversion_metrics(model, params, x, labels, classifier) -> tuple[dict, np.n
 
 
 def _latent_metrics(model, params, x, labels, rng, samples) -> dict:
-    mean, log_var = cyclevae.encode(params, x, labels, model=model)
+    mean, log_var = cyclevae.encode(model, params, x, labels)
     kl = np.asarray(0.5 * jnp.sum(jnp.expm1(log_var) - log_var + mean**2, axis=1))
-    elbo = cyclevae.elbo(params, x, labels, rng, model=model, num_samples=samples)
+    elbo = cyclevae.elbo(model, params, x, labels, rng, num_samples=samples)
     return {"test_elbo": float(jnp.mean(elbo)), "test_kl": float(np.mean(kl))}
 
 
 def _train_comparison(ctx: EvalContext):
-    """Trains (or resumes) the cycle-weight-0 run in ``workdir/compare_cycle0``."""
+    """Trains (or resumes) the cycle-weight-0 run in ``workdir/compare_cycle0``: the same
+    config with ``cycle_weight = 0``, its optimizer built as the command builds the main run's."""
     config = ctx.config
-    task = build_task(config, ctx.info, cycle_weight=0.0)
+    plain = dataclasses.replace(config.model_config, cycle_weight=0.0).objective(ctx.info)
+    task = plain.run_task(config.optimizer.build, config.train.steps)
     train_config = dataclasses.replace(config.train, progress=False)
     result = fit(
         task,
@@ -327,12 +203,12 @@ def _train_comparison(ctx: EvalContext):
         ctx.workdir / COMPARE_DIR,
         preprocess_spec=config.data.preprocess(),
     )
-    return result.state.params[SINGLE]
+    return single(result.state.params)
 
 
 def evaluate(ctx: EvalContext) -> dict:
-    config, m = ctx.config, ctx.config.model_config
-    model = _model(config, ctx.info)
+    config, m = ctx.config, ctx.config.evaluation
+    model = ctx.objective.model
     x_train, y_train = _split(config, ctx.train)
     x_test, y_test = _split(config, ctx.test)
     spec = dataclasses.replace(config.data.preprocess(), flatten=True)
@@ -348,15 +224,15 @@ def evaluate(ctx: EvalContext) -> dict:
         "classifier_test_accuracy": classifier.accuracy(flat_test, y_test),
         "class_mean_mse": float(np.mean((means[y_test] - flat_test) ** 2)),
     }
-    runs = [("", ctx.params[SINGLE])]
-    if m.compare and m.cycle_weight != 0:
+    runs = [("", single(ctx.params))]
+    if m.compare and config.model_config.cycle_weight != 0:
         runs.append(("_cycle0", _train_comparison(ctx)))
     for suffix, params in runs:
         found, pair, arrays = conversion_metrics(model, params, x_test, y_test, classifier)
         found.update(_latent_metrics(model, params, x_test, y_test, ctx.rng, m.elbo_samples))
         metrics.update({f"{key}{suffix}": value for key, value in found.items()})
         _conversion_figures(ctx, x_test, y_test, arrays["converted"], pair, suffix)
-    _figures(ctx, model, ctx.params[SINGLE])
+    _figures(ctx, model, single(ctx.params))
     return metrics
 
 
@@ -398,7 +274,7 @@ def _figures(ctx: EvalContext, model, params) -> None:
         domains = jnp.repeat(jnp.arange(k, dtype=jnp.int32), n)
         # The same z for every class: each column is one "style" decoded with each code.
         z = jax.random.normal(jax.random.PRNGKey(7), (n, model.latent_dim))
-        images = cyclevae.decode_mean(params, jnp.tile(z, (k, 1)), domains, model=model)
+        images = cyclevae.decode(model, params, jnp.tile(z, (k, 1)), domains)
         viz.image_grid(
             np.asarray(images).reshape(-1, *shape),
             figs / "samples.png",
@@ -416,57 +292,30 @@ def _figures(ctx: EvalContext, model, params) -> None:
     viz.curves(history, ["kl", "cycle_kl"], figs / "kl_curve.png", title="KL of z and of z'")
 
 
-def eval_during(config: RunConfig, info: DataInfo, test):
-    model = _model(config, info)
+def eval_during(config: RunConfig, objective: cyclevae.CycleVAEObjective, test):
+    model = objective.model
     x_test, y_test = _split(config, test)
 
     def evaluate_now(params, model_state):
         del model_state
-        p = params[SINGLE]
-        recon = cyclevae.reconstruct(p, x_test, y_test, model=model)
+        recon = cyclevae.reconstruct(model, single(params), x_test, y_test)
         return {"test_recon_mse": float(jnp.mean((recon - x_test) ** 2))}
 
     return evaluate_now
 
 
-def bind(config: RunConfig, info: DataInfo, params, model_state) -> dict:
-    del model_state
-    model = _model(config, info)
-    p = params[SINGLE]
-    k = model.num_domains
-
-    def sample(rng, n, domain=None):
-        d = jnp.arange(n, dtype=jnp.int32) % k if domain is None else domain
-        return cyclevae.sample(p, rng, n, d, model=model)
-
-    return {
-        "model": lambda: model,
-        "sample": sample,
-        "convert": lambda x, source, target: cyclevae.convert(p, x, source, target, model=model),
-        "encode": lambda x, source: cyclevae.encode(p, x, source, model=model)[0],
-        "posterior": lambda x, source: cyclevae.encode(p, x, source, model=model),
-        "decode": lambda z, domain: cyclevae.decode_mean(p, z, domain, model=model),
-        "reconstruct": lambda x, source: cyclevae.reconstruct(p, x, source, model=model),
-        "cycle_reconstruct": lambda x, source, target: cyclevae.cycle_reconstruct(
-            p, x, source, target, model=model
-        ),
-    }
-
-
 SPEC = ModelSpec(
     name="cyclevae",
     description="Cycle VAE: class-to-class conversion, cycle on vs off, classifier accuracy",
-    config_cls=CycleVAEConfig,
     configs={"digits": _digits},
-    build_task=build_task,
     evaluate=evaluate,
-    bind=bind,
     metric_names=(
         "conversion_accuracy",
         "conversion_accuracy_min_pair",
         "recon_mse",
         "cycle_recon_mse",
     ),
+    eval_cls=CycleVAEEval,
     eval_during=eval_during,
     headline=(
         (

@@ -6,9 +6,12 @@ Fréchet distance on images.
     python -m experiments.train --model gan --dataset digits --workdir runs/gan-digits
     python -m experiments.gan_table --seeds 5     # 5 seeds on ring8 and grid25 + the papers
 
-The discriminator and the generator are two players of one engine task (``d_steps``
-discriminator updates per generator update, each player with its own Adam and learning rate);
-the stabilisers of :mod:`genjax.models.gan` are config fields.
+The model is the library's (:class:`genjax.models.gan.GANConfig`, section ``model``): the
+discriminator and the generator are two players of one engine task (``d_steps``
+discriminator updates per generator update, each player with its own Adam and learning rate,
+:meth:`~genjax.models.gan.GANObjective.run_task`); the stabilisers of
+:mod:`genjax.models.gan` are config fields. This module adds the datasets' configs and the
+evaluation (:class:`GANEval`, section ``eval``).
 
 The loss is ``model.loss``: ``non_saturating`` (the default), ``minimax``, ``hinge``,
 ``wgan_gp`` or ``least_squares`` (formulas and references in :mod:`genjax.models.gan`), e.g.
@@ -36,12 +39,12 @@ Metrics on the 2-D mixtures (``genjax.data.mode_statistics``, the VEEGAN / PacGA
 ``modes_captured`` (modes that are the nearest mode of at least one high-quality sample),
 ``high_quality_fraction`` (samples within 3 standard deviations of their nearest mode) and
 ``reverse_kl`` (the KL divergence of the high-quality samples' mode histogram from the uniform
-one), over ``model.eval_samples`` generated points (2,500 by default, as in those papers);
+one), over ``eval.eval_samples`` generated points (2,500 by default, as in those papers);
 the same three for the raw generator weights under ``raw_*`` when an EMA is kept.
 
 Metrics on images (``digits``, ``mnist``): an evaluation classifier (``genjax.eval``, an MLP
 trained on the train split, seeded and saved under ``classifier/``) labels
-``model.image_samples`` generated images. ``class_fractions`` is their class histogram,
+``eval.image_samples`` generated images. ``class_fractions`` is their class histogram,
 ``class_coverage`` the number of classes whose share lies within a factor 1.5 of the uniform
 share (5% to 15% for 10 classes), ``min_class_fraction`` / ``max_class_fraction`` its
 extremes; ``frechet_distance`` is the Fréchet distance between Gaussians fitted to the
@@ -65,135 +68,48 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.config import ConfigError, DataConfig, OptimizerConfig, RunConfig
-from experiments.registry import DataInfo, EvalContext, ModelSpec
+from experiments.registry import EvalContext, ModelSpec
 from genjax import viz
+from genjax._checks import check_int
+from genjax.config import ConfigError, DataConfig, OptimizerConfig, RunConfig
 from genjax.data import MIXTURES
 from genjax.data.synthetic import mode_statistics
 from genjax.eval import ClassifierConfig, frechet_distance, train_classifier
 from genjax.models import gan
-from genjax.nn import ACTIVATIONS, NORMS
-from genjax.train import Player, Task, TrainConfig
+from genjax.train import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class GANConfig:
-    """GAN hyperparameters and evaluation settings.
+class GANEval:
+    """How a trained GAN is evaluated.
 
     Attributes:
-      architecture: mlp | dcgan (dcgan needs images, data.flatten=false).
-      latent_dim: dimension of z ~ N(0, I) (>= 1).
-      generator_features: generator hidden widths (mlp) or channels coarse to fine (dcgan).
-      discriminator_features: discriminator hidden widths (mlp) or channels fine to coarse.
-      generator_activation: generator hidden activation.
-      discriminator_activation: discriminator hidden activation.
-      output: generator output activation: identity (2-D points) | sigmoid (pixels) | tanh.
-      generator_norm: dcgan generator normalisation: none | layer | group.
-      discriminator_norm: dcgan discriminator normalisation: none | layer | group.
-      kernel_size: dcgan kernel size.
-      spectral_norm: spectrally normalise the discriminator's weights (Miyato et al., 2018).
-      loss: the GAN loss: non_saturating | minimax | hinge | wgan_gp | least_squares
-        (genjax.models.gan; wgan_gp is usually run with d_steps=5, r1_gamma=0 and Adam
-        lr 1e-4, b1=0, b2=0.9).
-      gp_weight: weight lambda of the WGAN-GP gradient penalty (wgan_gp only; Gulrajani et
-        al., 2017: 10).
-      r1_gamma: R1 penalty weight on real data (0 = off; Mescheder et al., 2018).
-      r1_steps: apply R1 only during the first r1_steps steps (0 = throughout).
-      d_steps: discriminator updates per generator update (k >= 1).
-      ema_decay: EMA decay of the generator's weights used for sampling (0 = no EMA).
-      d_learning_rate: the discriminator's learning rate (none = optimizer.learning_rate).
-      g_learning_rate: the generator's learning rate (none = optimizer.learning_rate).
       eval_samples: generated points for the 2-D mode statistics.
       image_samples: generated images for the class histogram and the Fréchet distance.
       classifier_steps: training steps of the evaluation classifier (images).
       classifier_seed: seed of the evaluation classifier.
     """
 
-    architecture: str = "mlp"
-    latent_dim: int = 16
-    generator_features: tuple[int, ...] = (256, 256, 256)
-    discriminator_features: tuple[int, ...] = (256, 256, 256)
-    generator_activation: str = "relu"
-    discriminator_activation: str = "leaky_relu"
-    output: str = "identity"
-    generator_norm: str = "none"
-    discriminator_norm: str = "none"
-    kernel_size: int = 4
-    spectral_norm: bool = False
-    loss: str = "non_saturating"
-    gp_weight: float = 10.0
-    r1_gamma: float = 0.1
-    r1_steps: int = 8000
-    d_steps: int = 1
-    ema_decay: float = 0.999
-    d_learning_rate: float | None = None
-    g_learning_rate: float | None = None
     eval_samples: int = 2500
     image_samples: int = 10_000
     classifier_steps: int = 1000
     classifier_seed: int = 0
 
     def __post_init__(self):
-        choices = {
-            "architecture": gan.ARCHITECTURES,
-            "output": gan.OUTPUTS,
-            "generator_norm": NORMS,
-            "discriminator_norm": NORMS,
-            "generator_activation": tuple(ACTIVATIONS),
-            "discriminator_activation": tuple(ACTIVATIONS),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"model.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
-                )
-        for name in ("latent_dim", "kernel_size", "d_steps", "eval_samples", "image_samples"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
-        if self.classifier_steps < 1:
-            raise ConfigError(f"model.classifier_steps must be >= 1, got {self.classifier_steps}")
-        for name in ("generator_features", "discriminator_features"):
-            widths = getattr(self, name)
-            if not widths or any(w < 1 for w in widths):
-                raise ConfigError(f"model.{name} must hold positive widths, got {widths}")
-        if not self.r1_gamma >= 0:
-            raise ConfigError(f"model.r1_gamma must be >= 0, got {self.r1_gamma}")
-        if self.r1_steps < 0:
-            raise ConfigError(f"model.r1_steps must be >= 0, got {self.r1_steps}")
-        if not 0 <= self.ema_decay < 1:
-            raise ConfigError(f"model.ema_decay must be in [0, 1), got {self.ema_decay}")
-        for name in ("d_learning_rate", "g_learning_rate"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ConfigError(f"model.{name} must be > 0 (or none), got {value}")
-        # loss and gp_weight are checked once, by genjax.models.gan.GAN (model_from_config),
-        # before the work directory is touched.
-
-    @staticmethod
-    def upgrade_saved(values: dict) -> dict:
-        """A ``config.json`` written before ``loss`` existed held ``non_saturating`` (a
-        boolean): read it as ``loss``, so that such runs still load."""
-        values = dict(values)
-        if "non_saturating" in values and "loss" not in values:
-            values["loss"] = "non_saturating" if values.pop("non_saturating") else "minimax"
-        return values
-
-    @property
-    def non_saturating(self) -> bool:
-        """Read-only, from ``loss``, for code written against the former boolean field: True
-        for ``non_saturating``, False for ``minimax``; the other losses have no such reading."""
-        if self.loss not in ("minimax", "non_saturating"):
-            raise ConfigError(
-                f"model.non_saturating has no meaning for model.loss={self.loss!r}; read model.loss"
-            )
-        return self.loss == "non_saturating"
+        minimum = {"eval_samples": 1, "image_samples": 1, "classifier_steps": 1}
+        for f in dataclasses.fields(self):
+            try:
+                check_int(f"eval.{f.name}", getattr(self, f.name), minimum.get(f.name, 0))
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
 
 
 def _mixture(name: str, steps: int) -> RunConfig:
     return RunConfig(
         model="gan",
         dataset=name,
-        model_config=GANConfig(),
+        model_config=gan.GANConfig(),
+        evaluation=GANEval(),
         train=TrainConfig(
             steps=steps,
             batch_size=256,
@@ -223,7 +139,7 @@ def _digits() -> RunConfig:
     return RunConfig(
         model="gan",
         dataset="digits",
-        model_config=GANConfig(
+        model_config=gan.GANConfig(
             latent_dim=32,
             output="sigmoid",
             generator_features=(256, 256),
@@ -231,6 +147,7 @@ def _digits() -> RunConfig:
             r1_gamma=1.0,
             r1_steps=0,
         ),
+        evaluation=GANEval(),
         train=TrainConfig(
             steps=6000,
             batch_size=128,
@@ -250,7 +167,7 @@ def _mnist() -> RunConfig:
     return dataclasses.replace(
         _digits(),
         dataset="mnist",
-        model_config=GANConfig(
+        model_config=gan.GANConfig(
             architecture="dcgan",
             latent_dim=64,
             output="sigmoid",
@@ -269,73 +186,6 @@ def _mnist() -> RunConfig:
         ),
         data=DataConfig(flatten=False),
     )
-
-
-def model_from_config(m: GANConfig, info: DataInfo) -> gan.GAN:
-    """The :class:`~genjax.models.gan.GAN` of a config and the data's shape (``ConfigError``
-    when the shape does not fit the architecture)."""
-    if m.architecture == "dcgan" and len(info.shape) != 3:
-        raise ConfigError(
-            f"model.architecture=dcgan needs images [H, W, C]; set data.flatten=false "
-            f"(the input shape is {info.shape})"
-        )
-    try:
-        return gan.GAN(
-            data_shape=tuple(info.shape),
-            latent_dim=m.latent_dim,
-            architecture=m.architecture,
-            generator_features=tuple(m.generator_features),
-            discriminator_features=tuple(m.discriminator_features),
-            generator_activation=m.generator_activation,
-            discriminator_activation=m.discriminator_activation,
-            output=m.output,
-            generator_norm=m.generator_norm,
-            discriminator_norm=m.discriminator_norm,
-            kernel_size=m.kernel_size,
-            spectral_norm=m.spectral_norm,
-            loss=m.loss,
-            gp_weight=m.gp_weight,
-            r1_gamma=m.r1_gamma,
-            r1_steps=m.r1_steps,
-            d_steps=m.d_steps,
-            ema_decay=m.ema_decay,
-        )
-    except ValueError as err:
-        raise ConfigError(str(err).replace("GAN.", "model.")) from None
-
-
-def build_task(config: RunConfig, info: DataInfo) -> Task:
-    m = config.model_config
-    model = model_from_config(m, info)
-    steps = config.train.steps
-    d_opt = config.optimizer.build(steps, learning_rate=m.d_learning_rate)
-    # The generator is updated every d_steps-th step: its schedule spans its own updates.
-    g_opt = config.optimizer.build(max(steps // m.d_steps, 1), learning_rate=m.g_learning_rate)
-    return Task(
-        init=functools.partial(gan.init, model=model),
-        players=(
-            Player(
-                gan.DISC,
-                functools.partial(gan.discriminator_objective, model),
-                d_opt,
-                stateful=True,
-            ),
-            Player(
-                gan.GEN,
-                functools.partial(gan.generator_objective, model),
-                g_opt,
-                every=m.d_steps,
-                stateful=True,
-            ),
-        ),
-        init_model_state=functools.partial(gan.init_model_state, model=model),
-        post_update=functools.partial(gan.ema_post_update, model),
-    )
-
-
-def _samples(model, params, model_state, rng, n, *, raw: bool = False) -> jax.Array:
-    variables = params[gan.GEN] if raw else gan.sampling_variables(model, params, model_state)
-    return gan.sample(model, variables, rng, n)
 
 
 def _mode_metrics(spec, samples, prefix: str = "") -> dict:
@@ -359,7 +209,7 @@ def _surface_figure(model, spec, params, model_state, samples, path, title) -> N
     points = np.stack([gx.ravel(), gy.ravel()], axis=1)
     d = np.asarray(_surface_fn(model)(params[gan.DISC], model_state, jnp.asarray(points)))
     # A probability for the logistic losses; a score on its own scale for the others.
-    probability = model.loss in ("minimax", "non_saturating")
+    probability = model.config.loss in ("minimax", "non_saturating")
     viz.field_scatter(
         axis,
         axis,
@@ -374,23 +224,23 @@ def _surface_figure(model, spec, params, model_state, samples, path, title) -> N
     )
 
 
-def _mixture_evaluate(ctx: EvalContext, model, spec) -> dict:
-    m = ctx.config.model_config
+def _mixture_evaluate(ctx: EvalContext, spec) -> dict:
+    objective, n = ctx.objective, ctx.config.evaluation.eval_samples
     params, state = ctx.params, ctx.model_state
-    samples = _samples(model, params, state, ctx.rng, m.eval_samples)
+    samples = objective.sample(params, state, ctx.rng, n)
     metrics = _mode_metrics(spec, samples)
-    if m.ema_decay > 0:
-        raw = _samples(model, params, state, ctx.rng, m.eval_samples, raw=True)
+    if objective.config.ema_decay > 0:
+        raw = objective.sample_raw(params, state, ctx.rng, n)
         metrics.update(_mode_metrics(spec, raw, prefix="raw_"))
     metrics["num_modes"] = spec.num_modes
     _surface_figure(
-        model,
+        objective.model,
         spec,
         params,
         state,
         samples,
         ctx.figures / "samples.png",
-        f"{spec.name}: {m.eval_samples} samples (dots), modes (circles), D(x) (colour)",
+        f"{spec.name}: {n} samples (dots), modes (circles), D(x) (colour)",
     )
     tests = [r for r in ctx.history if r.get("split") == "test"]
     if tests:
@@ -404,15 +254,16 @@ def _mixture_evaluate(ctx: EvalContext, model, spec) -> dict:
     return metrics
 
 
-def _image_evaluate(ctx: EvalContext, model) -> dict:
-    config, m = ctx.config, ctx.config.model_config
+def _image_evaluate(ctx: EvalContext) -> dict:
+    config, e = ctx.config, ctx.config.evaluation
     spec = dataclasses.replace(config.data.preprocess(), flatten=True)
     classifier = train_classifier(
-        ctx.train, spec, ClassifierConfig(steps=m.classifier_steps, seed=m.classifier_seed)
+        ctx.train, spec, ClassifierConfig(steps=e.classifier_steps, seed=e.classifier_seed)
     )
     classifier.save(ctx.workdir / "classifier")
-    n = m.image_samples
-    samples = np.asarray(_samples(model, ctx.params, ctx.model_state, ctx.rng, n)).reshape(n, -1)
+    n = e.image_samples
+    samples = np.asarray(ctx.objective.sample(ctx.params, ctx.model_state, ctx.rng, n))
+    samples = samples.reshape(n, -1)
     k = classifier.num_classes
     fractions = np.bincount(classifier.predict(samples), minlength=k) / n
     test_x = classifier.inputs(ctx.test)
@@ -435,7 +286,7 @@ def _image_evaluate(ctx: EvalContext, model) -> dict:
             samples[:64].reshape(-1, *ctx.info.image_shape),
             ctx.figures / "samples.png",
             ncols=8,
-            title="samples (EMA generator)" if m.ema_decay else "samples",
+            title="samples (EMA generator)" if ctx.objective.config.ema_decay else "samples",
         )
     viz.bars(
         {str(c): float(f) for c, f in enumerate(fractions)},
@@ -447,12 +298,8 @@ def _image_evaluate(ctx: EvalContext, model) -> dict:
 
 
 def evaluate(ctx: EvalContext) -> dict:
-    model = model_from_config(ctx.config.model_config, ctx.info)
     spec = MIXTURES.get(ctx.config.dataset)
-    if spec is not None:
-        metrics = _mixture_evaluate(ctx, model, spec)
-    else:
-        metrics = _image_evaluate(ctx, model)
+    metrics = _mixture_evaluate(ctx, spec) if spec is not None else _image_evaluate(ctx)
     history = [r for r in ctx.history if r.get("split") == "train"]
     viz.curves(
         history,
@@ -463,35 +310,33 @@ def evaluate(ctx: EvalContext) -> dict:
     return metrics
 
 
-def eval_during(config: RunConfig, info: DataInfo, test):
+def eval_during(config: RunConfig, objective: gan.GANObjective, test):
     """Mode statistics of the EMA generator during training (2-D mixtures only)."""
     spec = MIXTURES.get(config.dataset)
     if spec is None:
         return None
-    model = model_from_config(config.model_config, info)
-    n = config.model_config.eval_samples
+    n = config.evaluation.eval_samples
 
     def evaluate_now(params, model_state):
-        samples = _samples(model, params, model_state, jax.random.PRNGKey(0), n)
+        samples = objective.sample(params, model_state, jax.random.PRNGKey(0), n)
         return _mode_metrics(spec, samples)
 
     return evaluate_now
 
 
-def snapshot(config: RunConfig, info: DataInfo, workdir: Path):
+def snapshot(config: RunConfig, objective: gan.GANObjective, workdir: Path):
     """Samples over the modes and ``D(x)`` at every evaluation (2-D mixtures only)."""
     spec = MIXTURES.get(config.dataset)
     if spec is None:
         return None
-    model = model_from_config(config.model_config, info)
-    n = config.model_config.eval_samples
+    n = config.evaluation.eval_samples
     directory = workdir / "figures" / "snapshots"
 
     def write(step, params, model_state):
-        samples = _samples(model, params, model_state, jax.random.PRNGKey(0), n)
+        samples = objective.sample(params, model_state, jax.random.PRNGKey(0), n)
         directory.mkdir(parents=True, exist_ok=True)
         _surface_figure(
-            model,
+            objective.model,
             spec,
             params,
             model_state,
@@ -503,30 +348,13 @@ def snapshot(config: RunConfig, info: DataInfo, workdir: Path):
     return write
 
 
-def bind(config: RunConfig, info: DataInfo, params, model_state) -> dict:
-    model = model_from_config(config.model_config, info)
-    variables = gan.sampling_variables(model, params, model_state)
-
-    def discriminate(x):
-        return gan.discriminate(model, params[gan.DISC], model_state, jnp.asarray(x))
-
-    return {
-        "model": lambda: model,
-        "sample": lambda rng, n: gan.sample(model, variables, rng, n),
-        "sample_raw": lambda rng, n: gan.sample(model, params[gan.GEN], rng, n),
-        "discriminate": discriminate,
-    }
-
-
 SPEC = ModelSpec(
     name="gan",
     description="GAN: mode coverage on ring8/grid25, class coverage and Fréchet distance on images",
-    config_cls=GANConfig,
     configs={"ring8": _ring8, "grid25": _grid25, "digits": _digits, "mnist": _mnist},
-    build_task=build_task,
     evaluate=evaluate,
-    bind=bind,
     metric_names=("modes_captured", "high_quality_fraction", "class_coverage", "frechet_distance"),
+    eval_cls=GANEval,
     eval_during=eval_during,
     snapshot=snapshot,
     headline=(

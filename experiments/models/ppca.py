@@ -1,52 +1,60 @@
 """PPCA in the experiment command: gradient training through the engine, beside the closed
-form and EM on the same split (Tipping & Bishop, 1999)."""
+form and EM on the same split (Tipping & Bishop, 1999).
+
+The model, its hyper-parameters and its loss are the library's (``genjax.models.ppca``:
+``PPCAConfig``, ``PPCAObjective``); this module holds the dataset configs, the evaluation
+settings (``PPCAEval``), the evaluation and its figures.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.config import ConfigError, DataConfig, OptimizerConfig, RunConfig
-from experiments.registry import DataInfo, EvalContext, ModelSpec
+from experiments.registry import EvalContext, ModelSpec
 from genjax import viz
+from genjax._checks import check_int
+from genjax.config import ConfigError, DataConfig, OptimizerConfig, RunConfig
 from genjax.data import preprocess
 from genjax.models import ppca
-from genjax.train import SINGLE, Task, TrainConfig
+from genjax.train import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class PPCAConfig:
-    """PPCA hyperparameters.
+class PPCAEval:
+    """PPCA's evaluation settings (the baselines fitted beside gradient training).
 
     Attributes:
-      latent_dim: q, the number of latent dimensions (1 <= q < D).
       em_steps: EM iterations run beside gradient training for comparison.
       select_q: candidate q values whose held-out log-likelihood is reported ('' = none).
     """
 
-    latent_dim: int = 10
     em_steps: int = 300
     select_q: tuple[int, ...] = (1, 2, 5, 10, 20, 30, 40)
 
     def __post_init__(self):
-        if self.latent_dim < 1:
-            raise ConfigError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
-        if self.em_steps < 1:
-            raise ConfigError(f"model.em_steps must be >= 1, got {self.em_steps}")
-        if any(q < 1 for q in self.select_q):
-            raise ConfigError(f"model.select_q must hold values >= 1, got {self.select_q}")
+        try:
+            check_int("eval.em_steps", self.em_steps, 1)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        select_q = tuple(self.select_q)
+        if any(isinstance(q, bool) or not isinstance(q, int | np.integer) for q in select_q):
+            raise ConfigError(f"eval.select_q must hold ints, got {self.select_q}")
+        if any(q < 1 for q in select_q):
+            raise ConfigError(f"eval.select_q must hold values >= 1, got {self.select_q}")
+        object.__setattr__(self, "select_q", select_q)
 
 
 def _digits() -> RunConfig:
     return RunConfig(
         model="ppca",
         dataset="digits",
-        model_config=PPCAConfig(),
+        model_config=ppca.PPCAConfig(),
+        evaluation=PPCAEval(),
         train=TrainConfig(
             steps=3000, batch_size=256, fuse_steps=100, log_every=100, checkpoint_every=1000
         ),
@@ -59,25 +67,11 @@ def _mnist() -> RunConfig:
     return dataclasses.replace(
         _digits(),
         dataset="mnist",
-        model_config=PPCAConfig(latent_dim=32, select_q=(8, 16, 32, 64, 128)),
+        model_config=ppca.PPCAConfig(latent_dim=32),
+        evaluation=PPCAEval(select_q=(8, 16, 32, 64, 128)),
         train=TrainConfig(
             steps=5000, batch_size=512, fuse_steps=100, log_every=100, checkpoint_every=1000
         ),
-    )
-
-
-def build_task(config: RunConfig, info: DataInfo) -> Task:
-    if len(info.shape) != 1:
-        raise ConfigError(f"ppca needs vector inputs; set data.flatten=true (got {info.shape})")
-    q = config.model_config.latent_dim
-    if q >= info.shape[0]:
-        raise ConfigError(
-            f"model.latent_dim={q} must be smaller than the data dimension {info.shape[0]}"
-        )
-    return Task.from_loss(
-        functools.partial(ppca.init, latent_dim=q),
-        ppca.objective,
-        config.optimizer.build(config.train.steps),
     )
 
 
@@ -87,28 +81,28 @@ def _split_x(config: RunConfig, dataset) -> np.ndarray:
     return np.asarray(batch["x"], np.float64)
 
 
-def eval_during(config: RunConfig, info: DataInfo, test):
+def eval_during(config: RunConfig, objective: ppca.PPCAObjective, test):
     x_test = jnp.asarray(_split_x(config, test), jnp.float32)
 
     def evaluate(params, model_state):
-        del model_state
-        p = ppca.params_from_variables(params[SINGLE])
-        return {"test_log_likelihood": float(jnp.mean(ppca.log_likelihood(p, x_test)))}
+        ll = objective.log_likelihood(params, model_state, x_test)
+        return {"test_log_likelihood": float(jnp.mean(ll))}
 
     return evaluate
 
 
 def evaluate(ctx: EvalContext) -> dict:
-    config, q = ctx.config, ctx.config.model_config.latent_dim
+    config, objective = ctx.config, ctx.objective
+    model, q = objective.model, objective.model.latent_dim
     x_train, x_test = _split_x(config, ctx.train), _split_x(config, ctx.test)
 
     def mean_ll(p, x):
-        return float(jnp.mean(ppca.log_likelihood(p, jnp.asarray(x, jnp.float32))))
+        return float(jnp.mean(ppca.log_likelihood(model, p, jnp.asarray(x, jnp.float32))))
 
-    grad = ppca.params_from_variables(ctx.params[SINGLE])
+    grad = objective.ppca_params(ctx.params)
     closed = ppca.fit_closed_form(jnp.asarray(x_train, jnp.float32), q)
     em, trace = ppca.fit_em(
-        jnp.asarray(x_train, jnp.float32), q, steps=config.model_config.em_steps, rng=ctx.rng
+        jnp.asarray(x_train, jnp.float32), q, steps=config.evaluation.em_steps, rng=ctx.rng
     )
     metrics = {
         "test_log_likelihood": mean_ll(grad, x_test),
@@ -120,7 +114,7 @@ def evaluate(ctx: EvalContext) -> dict:
         "sigma2": float(grad.sigma2),
         "closed_form_sigma2": float(closed.sigma2),
     }
-    candidates = [c for c in config.model_config.select_q if c < x_train.shape[1]]
+    candidates = [c for c in config.evaluation.select_q if c < x_train.shape[1]]
     if candidates:
         held_out = ppca.select_latent_dim(
             jnp.asarray(x_train, jnp.float32), jnp.asarray(x_test, jnp.float32), candidates
@@ -134,11 +128,11 @@ def evaluate(ctx: EvalContext) -> dict:
             split="test",
             title="held-out log-likelihood by q (closed form)",
         )
-    _figures(ctx, grad, x_test, np.asarray(trace))
+    _figures(ctx, model, grad, x_test, np.asarray(trace))
     return metrics
 
 
-def _figures(ctx: EvalContext, p: ppca.PPCAParams, x_test, em_trace) -> None:
+def _figures(ctx: EvalContext, model: ppca.PPCA, p: ppca.PPCAParams, x_test, em_trace) -> None:
     shape = ctx.info.image_shape
     figs = ctx.figures
     q = p.W.shape[1]
@@ -152,12 +146,12 @@ def _figures(ctx: EvalContext, p: ppca.PPCAParams, x_test, em_trace) -> None:
             ncols=min(q, 10),
             title="columns of W (grey = 0)",
         )
-        samples = np.asarray(ppca.sample(p, jax.random.PRNGKey(7), 64))
+        samples = np.asarray(ppca.sample(model, p, jax.random.PRNGKey(7), 64))
         viz.image_grid(
             samples, figs / "samples.png", image_shape=shape, ncols=16, title="samples from p(x)"
         )
         x = x_test[:16]
-        recon = np.asarray(ppca.reconstruct(p, jnp.asarray(x, jnp.float32)))
+        recon = np.asarray(ppca.reconstruct(model, p, jnp.asarray(x, jnp.float32)))
         viz.image_grid(
             np.concatenate([x, recon]),
             figs / "reconstructions.png",
@@ -181,7 +175,7 @@ def _figures(ctx: EvalContext, p: ppca.PPCAParams, x_test, em_trace) -> None:
         title="EM train log-likelihood",
     )
     if q == 2:
-        z = np.asarray(ppca.encode(p, jnp.asarray(x_test, jnp.float32)))
+        z = np.asarray(ppca.encode(model, p, jnp.asarray(x_test, jnp.float32)))
         labels = ctx.test.features.get("label")
         viz.scatter(
             z,
@@ -191,27 +185,13 @@ def _figures(ctx: EvalContext, p: ppca.PPCAParams, x_test, em_trace) -> None:
         )
 
 
-def bind(config: RunConfig, info: DataInfo, params, model_state) -> dict:
-    del config, info, model_state
-    p = ppca.params_from_variables(params[SINGLE])
-    return {
-        "ppca_params": lambda: p,
-        "sample": lambda rng, n: ppca.sample(p, rng, n),
-        "encode": lambda x: ppca.encode(p, x),
-        "reconstruct": lambda x: ppca.reconstruct(p, x),
-        "log_likelihood": lambda x: ppca.log_likelihood(p, x),
-    }
-
-
 SPEC = ModelSpec(
     name="ppca",
     description="probabilistic PCA: gradient training vs the closed form and EM",
-    config_cls=PPCAConfig,
     configs={"digits": _digits, "mnist": _mnist},
-    build_task=build_task,
     evaluate=evaluate,
-    bind=bind,
     metric_names=("test_log_likelihood", "closed_form_test_log_likelihood"),
+    eval_cls=PPCAEval,
     eval_during=eval_during,
     headline=(
         (

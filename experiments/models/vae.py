@@ -17,9 +17,12 @@ Datasets:
   setting, 2x200 tanh around a 50-d latent, dynamic binarisation; Burda et al. (2016, table 1)
   report 86.76 nats (VAE, k = 1) against which ``test_nll_iwae`` can be set.
 
+The model, its hyper-parameters and its loss are the library's (``genjax.models.vae``:
+``VAEConfig``, ``VAEObjective``); this module holds the dataset configs, the evaluation
+settings (``VAEEval``: ``--set eval.iwae_samples=...``), the evaluation and its figures.
 KL warm-up (``model.warmup_steps``) runs through the engine's model state: a stateful loss
 reads the KL weight from ``model_state["kl_weight"]`` and the ``post_update`` hook writes the
-next step's weight from the engine's step counter (``genjax.models.vae.warmup_post_update``).
+next step's weight from the engine's step counter (``VAEObjective.post_update``).
 """
 
 from __future__ import annotations
@@ -32,34 +35,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.config import ConfigError, DataConfig, OptimizerConfig, RunConfig
-from experiments.registry import DataInfo, EvalContext, ModelSpec
+from experiments.registry import EvalContext, ModelSpec
 from genjax import viz
+from genjax._checks import check_int, is_int
+from genjax.config import ConfigError, DataConfig, OptimizerConfig, RunConfig
 from genjax.data import preprocess
 from genjax.eval import baselines, likelihood
 from genjax.models import vae
-from genjax.nn import ACTIVATIONS
-from genjax.train import SINGLE, Task, TrainConfig
+from genjax.models.base import single
+from genjax.train import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class VAEConfig:
-    """VAE hyperparameters and evaluation settings.
+class VAEEval:
+    """The VAE's evaluation settings (the model's are ``genjax.models.vae.VAEConfig``).
 
     Attributes:
-      architecture: mlp | conv | linear (conv needs data.flatten=false).
-      hidden: MLP widths or conv channels of the encoder (the decoder mirrors them).
-      latent_dim: q, the latent dimension (>= 1).
-      activation: hidden-layer activation (relu, tanh, elu, ...).
-      likelihood: bernoulli (binary data) | gaussian (continuous data).
-      variance: gaussian only: fixed | isotropic (one learned sigma2) | pixel (learned per pixel).
-      fixed_variance: the variance when variance=fixed.
-      min_variance: lower bound of a learned variance.
-      init_variance: initial learned variance (near the data's per-pixel variance).
-      kernel_size: conv kernel size.
-      beta: KL weight (1 = the ELBO; beta-VAE otherwise).
-      warmup_steps: linear KL warm-up from 0 to beta over these steps (0 = none).
-      free_bits: nats per latent dimension not penalised by the KL (0 = off).
       elbo_samples: reparameterised samples per test example for the reported test ELBO.
       iwae_samples: K of the reported test NLL (importance-weighted bound).
       iwae_chunk: samples evaluated at once (memory bound of the IWAE estimate).
@@ -70,19 +61,6 @@ class VAEConfig:
       baseline_pseudocount: Beta/Dirichlet pseudocount of both baselines.
     """
 
-    architecture: str = "mlp"
-    hidden: tuple[int, ...] = (200, 200)
-    latent_dim: int = 8
-    activation: str = "tanh"
-    likelihood: str = "bernoulli"
-    variance: str = "isotropic"
-    fixed_variance: float = 1.0
-    min_variance: float = 1e-3
-    init_variance: float = 0.1
-    kernel_size: int = 4
-    beta: float = 1.0
-    warmup_steps: int = 0
-    free_bits: float = 0.0
     elbo_samples: int = 10
     iwae_samples: int = 5000
     iwae_chunk: int = 500
@@ -93,49 +71,35 @@ class VAEConfig:
     baseline_pseudocount: float = 1.0
 
     def __post_init__(self):
-        choices = {
-            "architecture": vae.ARCHITECTURES,
-            "likelihood": vae.LIKELIHOODS,
-            "variance": vae.VARIANCES,
-            "activation": tuple(ACTIVATIONS),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"model.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
-                )
-        for name in ("latent_dim", "kernel_size", "elbo_samples", "iwae_samples"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("iwae_chunk", "iwae_batch", "baseline_components", "baseline_em_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
-        if any(h < 1 for h in self.hidden):
-            raise ConfigError(f"model.hidden must hold positive widths, got {self.hidden}")
-        if self.architecture == "conv" and not self.hidden:
+        counts = (
+            "elbo_samples",
+            "iwae_samples",
+            "iwae_chunk",
+            "iwae_batch",
+            "baseline_components",
+            "baseline_em_steps",
+        )
+        try:
+            for name in counts:
+                check_int(f"eval.{name}", getattr(self, name), 1)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        curve = tuple(self.iwae_curve)
+        if any(not is_int(k) or k < 1 for k in curve):
+            raise ConfigError(f"eval.iwae_curve must hold ints >= 1, got {self.iwae_curve}")
+        object.__setattr__(self, "iwae_curve", curve)
+        if not self.baseline_pseudocount >= 0:
             raise ConfigError(
-                "model.hidden must hold at least one conv stage for architecture=conv"
+                f"eval.baseline_pseudocount must be >= 0, got {self.baseline_pseudocount}"
             )
-        if any(k < 1 for k in self.iwae_curve):
-            raise ConfigError(f"model.iwae_curve must hold values >= 1, got {self.iwae_curve}")
-        for name in ("fixed_variance", "min_variance"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"model.{name} must be > 0, got {getattr(self, name)}")
-        if not self.init_variance > self.min_variance:
-            raise ConfigError(
-                f"model.init_variance must be > model.min_variance ({self.min_variance}), "
-                f"got {self.init_variance}"
-            )
-        for name in ("beta", "free_bits", "baseline_pseudocount", "warmup_steps"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"model.{name} must be >= 0, got {getattr(self, name)}")
 
 
 def _digits() -> RunConfig:
     return RunConfig(
         model="vae",
         dataset="digits",
-        model_config=VAEConfig(),
+        model_config=vae.VAEConfig(),
+        evaluation=VAEEval(),
         train=TrainConfig(
             steps=5000,
             batch_size=128,
@@ -157,9 +121,8 @@ def _mnist() -> RunConfig:
     return RunConfig(
         model="vae",
         dataset="mnist",
-        model_config=VAEConfig(
-            hidden=(200, 200), latent_dim=50, activation="tanh", iwae_batch=16, iwae_curve=()
-        ),
+        model_config=vae.VAEConfig(hidden=(200, 200), latent_dim=50, activation="tanh"),
+        evaluation=VAEEval(iwae_batch=16, iwae_curve=()),
         train=TrainConfig(
             steps=500_000,
             batch_size=100,
@@ -188,62 +151,6 @@ def _fashion_mnist() -> RunConfig:
     return dataclasses.replace(_mnist(), dataset="fashion_mnist")
 
 
-def _model(config: RunConfig, info: DataInfo) -> vae.VAE:
-    m = config.model_config
-    return vae.VAE(
-        data_shape=tuple(info.shape),
-        latent_dim=m.latent_dim,
-        architecture=m.architecture,
-        hidden=tuple(m.hidden),
-        activation=m.activation,
-        likelihood=m.likelihood,
-        variance=m.variance,
-        fixed_variance=m.fixed_variance,
-        min_variance=m.min_variance,
-        init_variance=m.init_variance,
-        kernel_size=m.kernel_size,
-    )
-
-
-def build_task(config: RunConfig, info: DataInfo) -> Task:
-    m, data = config.model_config, config.data
-    if m.likelihood == "bernoulli" and not data.scale and data.binarize == "none":
-        raise ConfigError(
-            "model.likelihood=bernoulli needs data in [0, 1]: set data.scale=true or "
-            "data.binarize=static|dynamic (raw pixel values are not probabilities)"
-        )
-    if m.architecture == "conv" and len(info.shape) != 3:
-        raise ConfigError(
-            f"model.architecture=conv needs images [H, W, C]; set data.flatten=false "
-            f"(the input shape is {info.shape})"
-        )
-    try:
-        model = _model(config, info)
-        vae.check_model(model)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    optimizer = config.optimizer.build(config.train.steps)
-    init = functools.partial(vae.init, model=model)
-    if m.warmup_steps:
-        return Task.from_loss(
-            init,
-            functools.partial(vae.warmup_objective, model=model, free_bits=m.free_bits),
-            optimizer,
-            stateful=True,
-            init_model_state=lambda rng, batch, params: vae.init_warmup_state(
-                m.beta, m.warmup_steps
-            ),
-            post_update=functools.partial(
-                vae.warmup_post_update, beta=m.beta, warmup_steps=m.warmup_steps
-            ),
-        )
-    return Task.from_loss(
-        init,
-        functools.partial(vae.objective, model=model, beta=m.beta, free_bits=m.free_bits),
-        optimizer,
-    )
-
-
 def _split_x(config: RunConfig, dataset) -> jax.Array:
     """The whole split preprocessed as in training (dynamic binarisation: one fixed draw)."""
     raw = dataset.get(np.arange(dataset.num_examples))
@@ -251,14 +158,14 @@ def _split_x(config: RunConfig, dataset) -> jax.Array:
     return preprocess(raw, rng, config.data.preprocess(), dataset.image_max)["x"]
 
 
-def eval_during(config: RunConfig, info: DataInfo, test):
-    model = _model(config, info)
+def eval_during(config: RunConfig, objective: vae.VAEObjective, test):
+    model = objective.model
     x_test = _split_x(config, test)
-    samples = config.model_config.elbo_samples
+    samples = config.evaluation.elbo_samples
 
     def evaluate(params, model_state):
         del model_state
-        value = vae.elbo(model, params[SINGLE], x_test, jax.random.PRNGKey(1), num_samples=samples)
+        value = vae.elbo(model, single(params), x_test, jax.random.PRNGKey(1), num_samples=samples)
         return {"test_elbo": float(jnp.mean(value))}
 
     return evaluate
@@ -270,9 +177,9 @@ def _is_binary(x) -> bool:
 
 
 def evaluate(ctx: EvalContext) -> dict:
-    config, m = ctx.config, ctx.config.model_config
-    model = _model(config, ctx.info)
-    params = ctx.params[SINGLE]
+    config, m = ctx.config, ctx.config.evaluation
+    model = ctx.objective.model
+    params = single(ctx.params)
     x_train, x_test = _split_x(config, ctx.train), _split_x(config, ctx.test)
     k_elbo, k_iwae, k_base, k_curve = jax.random.split(ctx.rng, 4)
 
@@ -331,7 +238,7 @@ def evaluate(ctx: EvalContext) -> dict:
 
 def _baselines(config: RunConfig, x_train, x_test, rng) -> tuple[dict, jax.Array]:
     """Both baselines' test NLL, and the mixture's per-example test log-likelihood."""
-    m = config.model_config
+    m = config.evaluation
     flat_train = np.asarray(x_train).reshape(x_train.shape[0], -1)
     flat_test = np.asarray(x_test).reshape(x_test.shape[0], -1)
     probs = baselines.fit_independent_bernoulli(flat_train, pseudocount=m.baseline_pseudocount)
@@ -411,7 +318,7 @@ def _figures(ctx: EvalContext, model: vae.VAE, params, x_test: np.ndarray, curve
             # A grid of z at the Gaussian quantiles, so each cell has equal prior mass.
             grid = jax.scipy.special.ndtri(jnp.linspace(0.05, 0.95, n))
             zz = jnp.stack(jnp.meshgrid(grid, grid[::-1]), axis=-1).reshape(-1, 2)
-            images = np.asarray(vae.decode_mean(model, params, zz))
+            images = np.asarray(vae.decode(model, params, zz))
             viz.image_grid(
                 images.reshape(-1, *shape),
                 figs / "manifold.png",
@@ -420,45 +327,18 @@ def _figures(ctx: EvalContext, model: vae.VAE, params, x_test: np.ndarray, curve
             )
 
 
-def bind(config: RunConfig, info: DataInfo, params, model_state) -> dict:
-    del model_state
-    model = _model(config, info)
-    p = params[SINGLE]
-    m = config.model_config
-    return {
-        "model": lambda: model,
-        "sample": lambda rng, n: vae.sample(model, p, rng, n),
-        "sample_mean": lambda rng, n: vae.sample(model, p, rng, n, mean=True),
-        "encode": lambda x: vae.encode(model, p, x)[0],
-        "posterior": lambda x: vae.encode(model, p, x),
-        "decode": lambda z: vae.decode_mean(model, p, z),
-        "reconstruct": lambda x: vae.reconstruct(model, p, x),
-        "elbo": lambda x, rng, num_samples=1: vae.elbo(model, p, x, rng, num_samples=num_samples),
-        "log_likelihood": lambda x, rng, num_samples=m.iwae_samples: likelihood.iwae_log_likelihood(
-            functools.partial(vae.log_weights, model, p),
-            x,
-            rng,
-            num_samples=num_samples,
-            chunk_size=m.iwae_chunk,
-            batch_size=m.iwae_batch,
-        ),
-    }
-
-
 SPEC = ModelSpec(
     name="vae",
     description="variational autoencoder: ELBO training, test NLL by the IWAE bound, baselines",
-    config_cls=VAEConfig,
     configs={
         "digits": _digits,
         "mnist": _mnist,
         "binarized_mnist": _binarized_mnist,
         "fashion_mnist": _fashion_mnist,
     },
-    build_task=build_task,
     evaluate=evaluate,
-    bind=bind,
     metric_names=("test_elbo", "test_nll_iwae", "baseline_bernoulli_nll", "baseline_mixture_nll"),
+    eval_cls=VAEEval,
     eval_during=eval_during,
     headline=(
         (

@@ -5,8 +5,9 @@ One command trains and reports everything::
 
     python -m experiments.train --model vqvae --dataset digits --workdir runs/vqvae-digits
 
-The run is one engine task with two players and two phases (``model.prior_steps`` of the
-``train.steps``):
+The run is the library's two-phase task
+(:meth:`genjax.models.vqvae.VQVAEObjective.run_task`): one engine task with two players,
+``model.prior_steps`` of the ``train.steps`` for the second:
 
 1. steps ``[0, train.steps - prior_steps)``: the VQ-VAE (player ``vqvae``, stateful: the codebook
    statistics live in the model state, see :mod:`genjax.models.vqvae`) with the configured rule
@@ -15,11 +16,10 @@ The run is one engine task with two players and two phases (``model.prior_steps`
    transformer over the raster-ordered code map, :mod:`genjax.models.prior`) trained on the
    code maps of the training batches.
 
-Each player's optimizer is masked outside its phase (``optax.conditionally_mask``, so its
-moments do not move either) and its loss is switched by a counter of applied updates kept in
-the model state by the ``post_update`` hook; both stay in step when the non-finite guard
-rejects an update. One checkpointed, resumable run gives ``genjax.load_run`` everything
-``sample`` needs.
+One checkpointed, resumable run gives ``genjax.load_run`` everything ``sample`` needs. This
+module holds the evaluation: the hyper-parameters are the library's
+:class:`~genjax.models.vqvae.VQVAEConfig` (section ``model``), the evaluation settings
+:class:`VQVAEEval` (section ``eval``).
 
 ``evaluate`` then reports, on the test split (metric names in the README):
 
@@ -28,7 +28,7 @@ rejects an update. One checkpointed, resumable run gives ``genjax.load_run`` eve
   prior's test NLL in bits per code; ``prior_train_bits_per_code`` beside it, and
   ``prior_unigram_bits_per_code``, the baseline of independent positions) and
   ``bits_per_image`` = S log2 K, the fixed-length size of one code map;
-* the same figures for the other codebook configurations (``model.compare``: ``plain`` = the
+* the same figures for the other codebook configurations (``eval.compare``: ``plain`` = the
   codebook loss, ``ema``, ``ema_restart``), each trained with this run's settings for the
   VQ-VAE phase's number of steps under ``compare/<name>`` in the work directory, as
   ``<name>_recon_mse``, ``<name>_code_usage``, ``<name>_perplexity`` (the run's own
@@ -37,7 +37,7 @@ rejects an update. One checkpointed, resumable run gives ``genjax.load_run`` eve
   ``pca_float32_recon_mse``;
 * prior samples decoded and classified by :func:`genjax.eval.classifier.train_classifier`
   trained on the train split: ``prior_sample_classes`` (classes that receive at least one of
-  ``model.num_samples`` samples) and ``prior_sample_min_class_fraction``; the classifier's test
+  ``eval.num_samples`` samples) and ``prior_sample_min_class_fraction``; the classifier's test
   accuracy on real images and on their reconstructions.
 
 Figures: reconstructions, prior samples, the code-usage histogram of every configuration,
@@ -53,18 +53,17 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from jax import lax
 
-from experiments.config import ConfigError, DataConfig, OptimizerConfig, RunConfig
 from experiments.registry import DataInfo, EvalContext, ModelSpec
 from genjax import losses as L
 from genjax import viz
+from genjax._checks import is_int
+from genjax.config import ConfigError, DataConfig, OptimizerConfig, RunConfig
 from genjax.data import preprocess
 from genjax.eval.classifier import train_classifier
-from genjax.models import prior as P
 from genjax.models import vqvae as V
-from genjax.train import Player, Task, TrainConfig, fit
+from genjax.models.vqvae import VQVAEConfig, VQVAEObjective
+from genjax.train import TrainConfig, fit
 
 VARIANTS = {"plain": ("loss", False), "ema": ("ema", False), "ema_restart": ("ema", True)}
 """The codebook configurations compared, ``name: (rule, dead-code restart)``; they differ only
@@ -75,122 +74,41 @@ _DEFAULT_RESTART = 100
 
 
 @dataclasses.dataclass(frozen=True)
-class VQVAEConfig:
-    """VQ-VAE, prior and evaluation settings.
+class VQVAEEval:
+    """Evaluation settings of the VQ-VAE experiment.
 
     Attributes:
-      arch: conv | mlp (conv needs data.flatten=false).
-      num_codes: K, the codebook size (>= 2).
-      code_dim: D, the width of a code (the encoder's output channels).
-      hidden: conv channels of the encoder and decoder.
-      num_stages: stride-2 stages of the conv pair (the code map is H/2^s x W/2^s).
-      num_res_blocks: residual blocks in the conv encoder and in the conv decoder.
-      res_hidden: channels inside a residual block.
-      mlp_hidden: hidden widths of the MLP pair.
-      num_latents: vectors per code map for the MLP pair.
-      rule: codebook update, loss (codebook loss) | ema (moving averages).
-      beta: commitment weight (>= 0).
-      decay: EMA decay in [0, 1).
-      epsilon: Laplace pseudo-count of the EMA codebook (>= 0).
-      codebook_init: random | sample | kmeans++ (from the first batch's encoder outputs).
-      restart_after: restart codes unused for this many steps (0 = never; rule=ema only).
-      reservoir_size: recent encoder outputs kept for restarts (0 = K).
-      prior_steps: the last prior_steps of train.steps train the prior (VQ-VAE frozen).
-      prior_width: width of the prior transformer.
-      prior_depth: transformer blocks of the prior.
-      prior_heads: attention heads of the prior.
-      prior_learning_rate: Adam learning rate of the prior (cosine-decayed over prior_steps).
       compare: codebook configurations trained beside the run (plain, ema, ema_restart).
       num_samples: prior samples decoded and classified.
       temperature: sampling temperature of the prior.
     """
 
-    arch: str = "conv"
-    num_codes: int = 64
-    code_dim: int = 16
-    hidden: int = 32
-    num_stages: int = 2
-    num_res_blocks: int = 2
-    res_hidden: int = 16
-    mlp_hidden: tuple[int, ...] = (256,)
-    num_latents: int = 4
-    rule: str = "ema"
-    beta: float = 0.25
-    decay: float = 0.99
-    epsilon: float = 1e-5
-    codebook_init: str = "kmeans++"
-    restart_after: int = 100
-    reservoir_size: int = 0
-    prior_steps: int = 2000
-    prior_width: int = 64
-    prior_depth: int = 2
-    prior_heads: int = 4
-    prior_learning_rate: float = 1e-3
     compare: tuple[str, ...] = ("plain", "ema", "ema_restart")
     num_samples: int = 1000
     temperature: float = 1.0
 
     def __post_init__(self):
-        choices = {"arch": V.ARCHS, "rule": V.RULES, "codebook_init": V.INITS}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"model.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
-                )
-        if self.num_codes < 2:
-            raise ConfigError(f"model.num_codes (K) must be >= 2, got {self.num_codes}")
-        positive = (
-            "code_dim",
-            "hidden",
-            "num_stages",
-            "res_hidden",
-            "num_latents",
-            "prior_width",
-            "prior_heads",
-            "num_samples",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_res_blocks", "restart_after", "reservoir_size", "prior_depth"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"model.{name} must be >= 0, got {getattr(self, name)}")
-        if not self.prior_steps >= 1:
-            raise ConfigError(f"model.prior_steps must be >= 1, got {self.prior_steps}")
-        if not (math.isfinite(self.beta) and self.beta >= 0):
-            raise ConfigError(f"model.beta must be a finite number >= 0, got {self.beta}")
-        if not 0 <= self.decay < 1:
-            raise ConfigError(f"model.decay must be in [0, 1), got {self.decay}")
-        if not self.epsilon >= 0:
-            raise ConfigError(f"model.epsilon must be >= 0, got {self.epsilon}")
-        if self.restart_after and self.rule != "ema":
-            raise ConfigError(
-                f"model.restart_after={self.restart_after} needs model.rule=ema (the loss "
-                "rule's codebook is a parameter); set model.restart_after=0"
-            )
-        if self.prior_width % self.prior_heads:
-            raise ConfigError(
-                f"model.prior_width ({self.prior_width}) must be divisible by model.prior_heads "
-                f"({self.prior_heads})"
-            )
-        if not self.prior_learning_rate > 0 or not self.temperature > 0:
-            raise ConfigError(
-                "model.prior_learning_rate and model.temperature must be > 0, got "
-                f"{self.prior_learning_rate} and {self.temperature}"
-            )
+        if isinstance(self.compare, str) or not all(isinstance(c, str) for c in self.compare):
+            raise ConfigError(f"eval.compare must be names of configurations, got {self.compare!r}")
+        object.__setattr__(self, "compare", tuple(self.compare))
         unknown = [c for c in self.compare if c not in VARIANTS]
         if unknown:
             raise ConfigError(
-                f"model.compare holds unknown configurations {unknown}; choose from "
+                f"eval.compare holds unknown configurations {unknown}; choose from "
                 f"{', '.join(VARIANTS)}"
             )
+        if not is_int(self.num_samples) or self.num_samples < 1:
+            raise ConfigError(f"eval.num_samples must be an int >= 1, got {self.num_samples!r}")
+        t = self.temperature
+        if not (isinstance(t, int | float) and math.isfinite(t) and t > 0):
+            raise ConfigError(f"eval.temperature must be a finite number > 0, got {t!r}")
 
-    @property
-    def variant(self) -> str:
-        """The name of this run's codebook configuration in :data:`VARIANTS` terms."""
-        if self.rule == "loss":
-            return "plain"
-        return "ema_restart" if self.restart_after else "ema"
+
+def variant_name(m: VQVAEConfig) -> str:
+    """The name of a configuration's codebook setting in :data:`VARIANTS` terms."""
+    if m.rule == "loss":
+        return "plain"
+    return "ema_restart" if m.restart_after else "ema"
 
 
 def _digits() -> RunConfig:
@@ -202,6 +120,7 @@ def _digits() -> RunConfig:
         # 64-wide, two-block transformer, which memorises them (train 2.6 bits per code, test
         # 7.5, worse than independent positions at 5.7); the small one stays at ~5.7.
         model_config=VQVAEConfig(prior_width=16, prior_depth=1),
+        evaluation=VQVAEEval(),
         train=TrainConfig(
             steps=5000,
             batch_size=128,
@@ -246,158 +165,28 @@ def _cifar10() -> RunConfig:
 
 
 # --------------------------------------------------------------------------------------------
-# Model and task.
+# Checks across sections.
 # --------------------------------------------------------------------------------------------
 
 
-def _model(m: VQVAEConfig, info: DataInfo) -> V.VQVAE:
-    return V.VQVAE(
-        input_shape=tuple(info.shape),
-        arch=m.arch,
-        num_codes=m.num_codes,
-        code_dim=m.code_dim,
-        rule=m.rule,
-        hidden=m.hidden,
-        num_stages=m.num_stages,
-        num_res_blocks=m.num_res_blocks,
-        res_hidden=m.res_hidden,
-        mlp_hidden=tuple(m.mlp_hidden),
-        num_latents=m.num_latents,
-    )
-
-
-def _objective(m: VQVAEConfig, model: V.VQVAE) -> V.Objective:
-    return V.Objective(
-        model,
-        beta=m.beta,
-        decay=m.decay,
-        epsilon=m.epsilon,
-        codebook_init=m.codebook_init,
-        restart_after=m.restart_after,
-        reservoir_size=m.reservoir_size or None,
-    )
-
-
-def _prior_model(m: VQVAEConfig, model: V.VQVAE) -> P.CausalTransformer:
-    return P.CausalTransformer(
-        num_codes=m.num_codes,
-        seq_len=math.prod(model.code_map_shape()),
-        width=m.prior_width,
-        depth=m.prior_depth,
-        heads=m.prior_heads,
-    )
-
-
-def vqvae_objective(config: RunConfig, info: DataInfo) -> V.Objective:
-    """The VQ-VAE's own objective (without the prior) for ``config``, validated as for a run
-    (``ConfigError`` for bad input); the benchmarks time its update."""
-    return _checked(config, info)[1]
-
-
-def _checked(config: RunConfig, info: DataInfo):
-    """Model, objective and prior for ``config`` (input errors as ConfigError)."""
+def check(config: RunConfig, info: DataInfo) -> None:
+    """The experiment needs the prior, and a VQ-VAE phase before it."""
+    del info
     m = config.model_config
-    if m.arch == "conv" and len(info.shape) != 3:
+    if m.prior_steps < 1:
         raise ConfigError(
-            f"model.arch=conv needs images [H, W, C]; set data.flatten=false "
-            f"(the input shape is {info.shape})"
+            f"model.prior_steps must be >= 1, got {m.prior_steps}: the experiment samples and "
+            "scores the prior (the library trains the VQ-VAE alone with prior_steps=0)"
         )
     if config.train.steps <= m.prior_steps:
         raise ConfigError(
             f"train.steps ({config.train.steps}) must exceed model.prior_steps "
             f"({m.prior_steps}): the VQ-VAE trains for the difference"
         )
-    try:
-        model = _model(m, info)
-        if m.arch == "conv":
-            from genjax.nn import check_image_shape
-
-            check_image_shape(tuple(info.shape), m.num_stages, owner="model.num_stages")
-        objective = _objective(m, model)
-        prior_model = _prior_model(m, model)
-        prior_model.validate()
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    return model, objective, prior_model
 
 
 def vq_steps(config: RunConfig) -> int:
     return config.train.steps - config.model_config.prior_steps
-
-
-def _vq_only_task(objective: V.Objective, optimizer) -> Task:
-    return Task.from_loss(
-        objective.init,
-        objective.loss,
-        optimizer,
-        stateful=True,
-        init_model_state=objective.init_model_state,
-    )
-
-
-def build_task(config: RunConfig, info: DataInfo) -> Task:
-    m = config.model_config
-    model, objective, prior_model = _checked(config, info)
-    prior_objective = P.PriorObjective(prior_model)
-    phase1 = vq_steps(config)
-
-    def init(rng, batch):
-        vq_key, prior_key = jax.random.split(rng)
-        codes = jnp.zeros((1, prior_model.seq_len), jnp.int32)
-        return {
-            "vqvae": objective.init(vq_key, batch),
-            "prior": prior_objective.init(prior_key, {"codes": codes}),
-        }
-
-    def init_model_state(rng, batch, params):
-        return {
-            "vq": objective.init_model_state(rng, batch, params["vqvae"]),
-            "updates": jnp.zeros((), jnp.int32),
-        }
-
-    def vq_loss(params, ms, batch, rng):
-        def train(_):
-            loss, (metrics, state) = objective.loss(params["vqvae"], ms["vq"], batch, rng)
-            return loss, metrics, state
-
-        def frozen(_):  # phase 2: metrics of the frozen model, no gradient, state unchanged
-            p = lax.stop_gradient(params["vqvae"])
-            loss, (metrics, _) = objective.loss(p, ms["vq"], batch, rng)
-            return jnp.zeros_like(loss), {**metrics, "restarted_codes": jnp.float32(0)}, ms["vq"]
-
-        loss, metrics, state = lax.cond(ms["updates"] < phase1, train, frozen, None)
-        return loss, (metrics, {**ms, "vq": state})
-
-    def prior_loss(params, ms, batch, rng):
-        def train(_):
-            vq = lax.stop_gradient(params["vqvae"])
-            codes = V.encode_indices(model, vq, ms["vq"], batch["x"], epsilon=m.epsilon)
-            return prior_objective.loss(params["prior"], {"codes": codes}, rng)
-
-        def idle(_):  # phase 1: nothing to compute (metrics read 0)
-            return jnp.zeros(()), {"bits_per_code": jnp.zeros(())}
-
-        loss, metrics = lax.cond(ms["updates"] >= phase1, train, idle, None)
-        return loss, (metrics, ms)
-
-    def post_update(params, ms, step):
-        del params, step
-        return {**ms, "updates": ms["updates"] + 1}
-
-    vq_optimizer = optax.conditionally_mask(
-        config.optimizer.build(phase1), lambda count: count < phase1
-    )
-    schedule = optax.cosine_decay_schedule(m.prior_learning_rate, m.prior_steps)
-    prior_optimizer = optax.conditionally_mask(optax.adam(schedule), lambda count: count >= phase1)
-    return Task(
-        init=init,
-        players=(
-            Player("vqvae", vq_loss, vq_optimizer, stateful=True),
-            Player("prior", prior_loss, prior_optimizer, stateful=True),
-        ),
-        init_model_state=init_model_state,
-        post_update=post_update,
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,13 +199,15 @@ def _split_x(config: RunConfig, dataset) -> jax.Array:
     return preprocess(raw, jax.random.PRNGKey(0), config.data.preprocess(), dataset.image_max)["x"]
 
 
-def _codes_and_reconstructions(model, params, state, x, epsilon, chunk=1024):
+def _codes_and_reconstructions(objective: VQVAEObjective, params, model_state, x, chunk=1024):
+    """Code maps and reconstructions of ``x`` under the engine's ``params`` / ``model_state``."""
+
     @jax.jit
     def run(p, s, xb):
-        idx = V.encode_indices(model, p, s, xb, epsilon=epsilon)
-        return idx, V.decode_indices(model, p, s, idx, epsilon=epsilon)
+        idx = objective.encode(p, s, xb)
+        return idx, objective.decode(p, s, idx)
 
-    outs = [run(params, state, x[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
+    outs = [run(params, model_state, x[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
     return (
         np.concatenate([np.asarray(o[0]) for o in outs]),
         np.concatenate([np.asarray(o[1]) for o in outs]),
@@ -432,18 +223,14 @@ def code_metrics(indices: np.ndarray, recon: np.ndarray, x: np.ndarray, K: int) 
     }
 
 
-def eval_during(config: RunConfig, info: DataInfo, test):
-    m = config.model_config
-    model, _, prior_model = _checked(config, info)
+def eval_during(config: RunConfig, objective: VQVAEObjective, test):
     x_test = _split_x(config, test)
-    bits = jax.jit(lambda p, c: P.bits_per_code(prior_model, p, c))
+    bits = jax.jit(objective.prior_bits_per_code)
 
     def evaluate(params, model_state):
-        idx, recon = _codes_and_reconstructions(
-            model, params["vqvae"], model_state["vq"], x_test, m.epsilon
-        )
-        metrics = code_metrics(idx, recon, x_test, m.num_codes)
-        metrics["prior_bits_per_code"] = float(bits(params["prior"], idx.reshape(len(idx), -1)))
+        idx, recon = _codes_and_reconstructions(objective, params, model_state, x_test)
+        metrics = code_metrics(idx, recon, x_test, objective.config.num_codes)
+        metrics["prior_bits_per_code"] = float(bits(params, None, idx.reshape(len(idx), -1)))
         return metrics
 
     return evaluate
@@ -510,13 +297,13 @@ def pca_baselines(x_train: np.ndarray, x_test: np.ndarray, bits: float) -> dict:
 
 def _train_variant(ctx: EvalContext, name: str):
     """Train the codebook configuration ``name`` with this run's settings for the VQ-VAE
-    phase's steps (resumable, under ``compare/<name>``); returns (model, params, state)."""
+    phase's steps (resumable, under ``compare/<name>``); returns its objective (the VQ-VAE alone)
+    and the engine's params and model state."""
     config, m = ctx.config, ctx.config.model_config
     rule, restart = VARIANTS[name]
     restart_after = (m.restart_after or _DEFAULT_RESTART) if restart else 0
-    variant = dataclasses.replace(m, rule=rule, restart_after=restart_after)
-    model = _model(variant, ctx.info)
-    objective = _objective(variant, model)
+    variant = dataclasses.replace(m, rule=rule, restart_after=restart_after, prior_steps=0)
+    objective = variant.objective(ctx.info)
     steps = vq_steps(config)
     train_config = dataclasses.replace(
         config.train,
@@ -526,7 +313,7 @@ def _train_variant(ctx: EvalContext, name: str):
         progress=False,
         best_metric="",
     )
-    task = _vq_only_task(objective, config.optimizer.build(steps))
+    task = objective.task(config.optimizer.build(steps))
     result = fit(
         task,
         ctx.train,
@@ -534,7 +321,7 @@ def _train_variant(ctx: EvalContext, name: str):
         ctx.workdir / "compare" / name,
         preprocess_spec=config.data.preprocess(),
     )
-    return model, result.state.params["model"], result.state.model_state
+    return objective, result.state.params, result.state.model_state
 
 
 def unigram_bits_per_code(train_codes, test_codes, num_codes: int) -> float:
@@ -554,34 +341,34 @@ def unigram_bits_per_code(train_codes, test_codes, num_codes: int) -> float:
 
 
 def evaluate(ctx: EvalContext) -> dict:
-    config, m = ctx.config, ctx.config.model_config
-    model, _, prior_model = _checked(config, ctx.info)
-    params, state = ctx.params["vqvae"], ctx.model_state["vq"]
+    config, m, e = ctx.config, ctx.config.model_config, ctx.config.evaluation
+    objective, params, model_state = ctx.objective, ctx.params, ctx.model_state
     x_train, x_test = (
         np.asarray(_split_x(config, ctx.train)),
         np.asarray(_split_x(config, ctx.test)),
     )
     K = m.num_codes
-    seq_len = prior_model.seq_len
+    seq_len = objective.prior_model.seq_len
 
-    idx_test, recon_test = _codes_and_reconstructions(model, params, state, x_test, m.epsilon)
-    idx_train, _ = _codes_and_reconstructions(model, params, state, x_train, m.epsilon)
+    idx_test, recon_test = _codes_and_reconstructions(objective, params, model_state, x_test)
+    idx_train, _ = _codes_and_reconstructions(objective, params, model_state, x_train)
     metrics = code_metrics(idx_test, recon_test, x_test, K)
-    bits = jax.jit(lambda p, c: P.bits_per_code(prior_model, p, c))
-    metrics["prior_bits_per_code"] = float(bits(ctx.params["prior"], idx_test.reshape(-1, seq_len)))
-    metrics["prior_train_bits_per_code"] = float(
-        bits(ctx.params["prior"], idx_train.reshape(-1, seq_len))
-    )
+    bits = jax.jit(objective.prior_bits_per_code)
+    metrics["prior_bits_per_code"] = float(bits(params, None, idx_test.reshape(-1, seq_len)))
+    metrics["prior_train_bits_per_code"] = float(bits(params, None, idx_train.reshape(-1, seq_len)))
     metrics["prior_unigram_bits_per_code"] = unigram_bits_per_code(
         idx_train.reshape(-1, seq_len), idx_test.reshape(-1, seq_len), K
     )
     metrics["bits_per_image"] = seq_len * math.log2(K)
-    metrics["restarted_codes_total"] = int(np.asarray(state.restarts))
+    _, codebook_state = objective.vq_parts(params, model_state)
+    metrics["restarted_codes_total"] = int(np.asarray(codebook_state.restarts))
     metrics.update(pca_baselines(x_train, x_test, metrics["bits_per_image"]))
 
     # Prior samples, decoded and classified.
-    sample_fn = _sampler(model, prior_model, m)
-    samples = np.asarray(sample_fn(ctx.params, ctx.model_state, jax.random.fold_in(ctx.rng, 1)))
+    sample_fn = jax.jit(
+        lambda p, s, rng: objective.sample(p, s, rng, e.num_samples, temperature=e.temperature)
+    )
+    samples = np.asarray(sample_fn(params, model_state, jax.random.fold_in(ctx.rng, 1)))
     classifier = train_classifier(ctx.train)
     labels = ctx.test.features["label"]
     flat = lambda a: np.clip(np.asarray(a), 0.0, 1.0).reshape(len(a), -1)
@@ -592,13 +379,14 @@ def evaluate(ctx: EvalContext) -> dict:
     metrics["classifier_reconstruction_accuracy"] = classifier.accuracy(flat(recon_test), labels)
 
     # The codebook configurations side by side.
-    table = {m.variant: {k: metrics[k] for k in ("recon_mse", "code_usage", "perplexity")}}
-    histograms = {m.variant: np.bincount(idx_test.reshape(-1), minlength=K)}
-    for name in m.compare:
-        if name == m.variant:
+    own = variant_name(m)
+    table = {own: {k: metrics[k] for k in ("recon_mse", "code_usage", "perplexity")}}
+    histograms = {own: np.bincount(idx_test.reshape(-1), minlength=K)}
+    for name in e.compare:
+        if name == own:
             continue
-        v_model, v_params, v_state = _train_variant(ctx, name)
-        v_idx, v_recon = _codes_and_reconstructions(v_model, v_params, v_state, x_test, m.epsilon)
+        v_objective, v_params, v_state = _train_variant(ctx, name)
+        v_idx, v_recon = _codes_and_reconstructions(v_objective, v_params, v_state, x_test)
         table[name] = code_metrics(v_idx, v_recon, x_test, K)
         histograms[name] = np.bincount(v_idx.reshape(-1), minlength=K)
     for name, row in table.items():
@@ -618,20 +406,6 @@ def evaluate(ctx: EvalContext) -> dict:
     )
     _figures(ctx, x_test, recon_test, samples, classifier.predict(flat(samples)), table, histograms)
     return metrics
-
-
-def _sampler(model: V.VQVAE, prior_model: P.CausalTransformer, m: VQVAEConfig):
-    shape = model.code_map_shape()
-
-    @jax.jit
-    def run(params, model_state, rng):
-        codes = P.sample(
-            prior_model, params["prior"], rng, m.num_samples, temperature=m.temperature
-        )
-        codes = codes.reshape(m.num_samples, *shape)
-        return V.decode_indices(model, params["vqvae"], model_state["vq"], codes, epsilon=m.epsilon)
-
-    return run
 
 
 def _figures(ctx, x_test, recon, samples, sample_labels, table, histograms) -> None:
@@ -685,42 +459,16 @@ def _figures(ctx, x_test, recon, samples, sample_labels, table, histograms) -> N
     )
 
 
-def bind(config: RunConfig, info: DataInfo, params, model_state) -> dict:
-    m = config.model_config
-    model, _, prior_model = _checked(config, info)
-    p, state, pp = params["vqvae"], model_state["vq"], params["prior"]
-    shape = model.code_map_shape()
-    eps = m.epsilon
-
-    def sample(rng, n):
-        codes = P.sample(prior_model, pp, rng, n, temperature=m.temperature)
-        return V.decode_indices(model, p, state, codes.reshape(n, *shape), epsilon=eps)
-
-    return {
-        "model": lambda: model,
-        "sample": sample,
-        "sample_codes": lambda rng, n: P.sample(prior_model, pp, rng, n).reshape(n, *shape),
-        "encode": lambda x: V.encode_indices(model, p, state, x, epsilon=eps),
-        "decode": lambda codes: V.decode_indices(model, p, state, codes, epsilon=eps),
-        "reconstruct": lambda x: V.reconstruct(model, p, state, x, epsilon=eps),
-        "codebook": lambda: V.codebook(model, p, state, eps),
-        "prior_bits_per_code": lambda codes: P.bits_per_code(
-            prior_model, pp, jnp.asarray(codes).reshape(len(codes), -1)
-        ),
-    }
-
-
 SPEC = ModelSpec(
     name="vqvae",
     description="VQ-VAE: codebook rules and health side by side, a transformer prior, PCA at "
     "equal bits",
-    config_cls=VQVAEConfig,
     configs={"digits": _digits, "mnist": _mnist, "cifar10": _cifar10},
-    build_task=build_task,
     evaluate=evaluate,
-    bind=bind,
     metric_names=("recon_mse", "code_usage", "perplexity", "prior_bits_per_code"),
+    eval_cls=VQVAEEval,
     eval_during=eval_during,
+    check=check,
     headline=(
         (
             "test reconstruction MSE per value (lower is better)",

@@ -44,17 +44,16 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.config import OptimizerConfig
-from experiments.models.cyclevae import CycleVAEConfig, model_from_config, task_from_config
-from experiments.registry import DataInfo
 from experiments.speech import features, prepare
 from genjax import viz
+from genjax.config import OptimizerConfig
 from genjax.data import Dataset
 from genjax.models import cyclevae
-from genjax.train import SINGLE, TrainConfig, fit
+from genjax.models.base import DataInfo, single
+from genjax.train import TrainConfig, fit
 
 #: The model used on speech frames (see the module doc); ``--cycle-weight`` sets cycle_weight.
-SPEECH_MODEL = CycleVAEConfig(
+SPEECH_MODEL = cyclevae.CycleVAEConfig(
     architecture="mlp",
     hidden=(256, 256),
     latent_dim=16,
@@ -110,7 +109,7 @@ def _train(task, dataset, steps, batch_size, seed, workdir) -> dict:
         checkpoint_every=steps,
         progress=False,
     )
-    return fit(task, dataset, config, workdir).state.params[SINGLE]
+    return single(fit(task, dataset, config, workdir).state.params)
 
 
 def evaluate(model, systems, utt, test_ids, num_voices, mean, std, stats) -> dict:
@@ -125,7 +124,7 @@ def evaluate(model, systems, utt, test_ids, num_voices, mean, std, stats) -> dic
             src = utt[(s, n)]
             x = jnp.asarray((src - mean) / std, jnp.float32)
             for name, params in systems.items():
-                recon = np.asarray(cyclevae.reconstruct(params, x, s, model=model)) * std + mean
+                recon = np.asarray(cyclevae.reconstruct(model, params, x, s)) * std + mean
                 add(f"recon_{name}", "all", features.mcd(recon, src))
             for t in range(num_voices):
                 if t == s:
@@ -136,7 +135,7 @@ def evaluate(model, systems, utt, test_ids, num_voices, mean, std, stats) -> dic
                 mv[:, 0] = src[:, 0]
                 add("meanvar", pair, features.mcd_dtw(mv, tgt))
                 for name, params in systems.items():
-                    out = np.asarray(cyclevae.convert(params, x, s, t, model=model))
+                    out = np.asarray(cyclevae.convert(model, params, x, s, t))
                     out = out * std + mean
                     out[:, 0] = src[:, 0]  # the energy stays the source's
                     add(name, pair, features.mcd_dtw(out, tgt))
@@ -158,7 +157,7 @@ def _figure(path, model, systems, utt, meta, n, s, t, mean, std):
     panels = [features.log_mel_from_cepstrum(src, n_mels)]
     titles = [f"source: voice {meta['voices'][s]}"]
     for name, params in systems.items():
-        out = np.asarray(cyclevae.convert(params, x, s, t, model=model)) * std + mean
+        out = np.asarray(cyclevae.convert(model, params, x, s, t)) * std + mean
         out[:, 0] = src[:, 0]
         panels.append(features.log_mel_from_cepstrum(out, n_mels))
         titles.append(f"converted to {meta['voices'][t]} ({name})")
@@ -209,13 +208,16 @@ def main(argv: list[str] | None = None) -> int:
         features={"x": ((x_train - mean) / std).astype(np.float32), "label": v_train},
         num_classes=num_voices,
     )
-    info = DataInfo("espeak-frames", (x_train.shape[1],), num_voices, None)
+    # Standardised cepstra: not in [0, 1] (the model's likelihood is Gaussian).
+    info = DataInfo(
+        shape=(x_train.shape[1],), num_classes=num_voices, name="espeak-frames", unit_interval=False
+    )
     m = dataclasses.replace(SPEECH_MODEL, cycle_weight=args.cycle_weight)
-    model = model_from_config(m, info)
     optimizer = OptimizerConfig(learning_rate=1e-3, cosine_decay=True).build(args.steps)
     systems = {}
     for name, weight in (("cycle", m.cycle_weight), ("cycle0", 0.0)):
-        task = task_from_config(m, info, optimizer, cycle_weight=weight)
+        objective = dataclasses.replace(m, cycle_weight=weight).objective(info)
+        model, task = objective.model, objective.task(optimizer)
         systems[name] = _train(
             task, dataset, args.steps, args.batch_size, args.seed, workdir / name
         )

@@ -49,11 +49,16 @@ Architectures (:class:`CycleVAE` ``architecture``):
 
 Likelihoods and variances are those of :mod:`genjax.models.vae` (Bernoulli logits, also the
 cross-entropy for grey levels in [0, 1]; Gaussian with a fixed, isotropic or per-feature
-learned variance ``sigma2 = min_variance + exp(raw)``).
+learned variance ``sigma2 = min_variance + exp(raw)``, ``raw`` starting at 0), written once
+for both families.
 
-**Conventions.** Every function takes the variables ``params = {"params": ...}`` (as
-:func:`init` returns and the engine trains) first and the module as the keyword ``model``, so
-``functools.partial(convert, model=m)`` is ``convert(params, x, source, target)``, a pure
+**Conventions.** Training starts from :class:`CycleVAEConfig` (every hyper-parameter of the
+model and of its objective): ``CycleVAEConfig(...).objective(DataInfo(shape=...,
+num_classes=K))`` is a :class:`CycleVAEObjective` whose ``task(optimizer)`` the engine trains;
+``dataclasses.replace(config, cycle_weight=0.0)`` is the same model without the cycle. Every
+function takes the module (``objective.model``) and its variables ``params = {"params":
+...}`` first, in the order ``(model, params, data..., rng)``, so
+``functools.partial(convert, model)`` is ``convert(params, x, source, target)``, a pure
 function that ``jax.jit`` compiles and ``jax.vmap`` maps (e.g. over targets). ``source`` and
 ``target`` are int domain indices, a scalar (the same for every example) or ``[B]``.
 
@@ -77,21 +82,23 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import losses as L
+from genjax._checks import check_choice as _check_choice
 from genjax._checks import check_int as _check_count
 from genjax._checks import is_concrete as _is_concrete
 from genjax._checks import is_int as _is_int
-from genjax.nn import MLP, ConvDecoder, ConvEncoder, check_image_shape, get_activation
+from genjax.models import _vae_common as C
+from genjax.models._vae_common import LIKELIHOODS, VARIANCES
+from genjax.models.base import DataInfo, ModelConfig, single
 
 __all__ = [
     "ARCHITECTURES",
@@ -99,26 +106,221 @@ __all__ = [
     "TARGET_SAMPLING",
     "VARIANCES",
     "CycleVAE",
+    "CycleVAEConfig",
+    "CycleVAEObjective",
     "check_data",
     "check_domains",
     "check_model",
     "convert",
     "cycle_reconstruct",
     "cycle_terms",
-    "decode_mean",
+    "decode",
     "draw_targets",
     "elbo",
     "encode",
     "init",
-    "objective",
+    "loss",
     "reconstruct",
     "sample",
 ]
 
 ARCHITECTURES = ("mlp", "conv")
-LIKELIHOODS = ("bernoulli", "gaussian")
-VARIANCES = ("fixed", "isotropic", "pixel")
 TARGET_SAMPLING = ("others", "any")
+
+
+# --------------------------------------------------------------------------------------------
+# The hyper-parameters and the engine's objective
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleVAEConfig(C.SavedKeys, ModelConfig):
+    """Hyper-parameters of the Cycle VAE and of its training objective.
+
+    The domain codes are the data's labels (``info.num_classes >= 2`` of them).
+    ``dataclasses.replace(config, cycle_weight=0.0)`` is the plain conditional VAE with the
+    same architecture (the comparison the experiments report).
+
+    Attributes:
+      architecture: mlp | conv (conv needs images [H, W, C], not flattened).
+      hidden: MLP widths or conv channels of the encoder (the decoder mirrors them).
+      latent_dim: q, the latent dimension (>= 1).
+      activation: hidden-layer activation (relu, tanh, elu, ...).
+      embed_dim: width of the learned domain embeddings.
+      condition_encoder: feed the encoder an embedding of the source domain too.
+      likelihood: bernoulli (data in [0, 1]) | gaussian.
+      variance: gaussian only: fixed | isotropic (one learned sigma2) | pixel (one per feature).
+      fixed_variance: the variance when variance=fixed.
+      min_variance: lower bound of a learned variance.
+      kernel_size: conv kernel size.
+      direct_weight: weight of the direct ELBO.
+      cycle_weight: weight of the cycled ELBO (0 = the plain conditional VAE).
+      beta: KL weight of the direct ELBO.
+      cycle_beta: KL weight of the cycled ELBO (none = beta).
+      target_sampling: others (uniform over the other domains) | any (the source included).
+      stop_gradient: no gradient through the converted features in the cycle term.
+
+    Training a Cycle VAE between 3 domains of 16-d vectors for two updates, then converting
+    and sampling::
+
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from genjax.models import cyclevae
+        >>> from genjax.models.base import DataInfo
+        >>> from genjax.train import Engine, init_state
+        >>> config = cyclevae.CycleVAEConfig(hidden=(32,), latent_dim=2, embed_dim=4)
+        >>> objective = config.objective(DataInfo(shape=(16,), num_classes=3))
+        >>> engine = Engine(objective.task(optax.adam(1e-3)))
+        >>> batch = {"x": jnp.zeros((6, 16)), "label": jnp.arange(6, dtype=jnp.int32) % 3}
+        >>> state = init_state(engine.task, jax.random.PRNGKey(0), batch)
+        >>> for _ in range(2):
+        ...     state, metrics = engine.step(state, batch)
+        >>> sorted(metrics)[:6]
+        ['cycle_elbo', 'cycle_kl', 'cycle_log_px', 'elbo', 'kl', 'log_px']
+        >>> objective.convert(state.params, state.model_state, batch["x"], 0, 2).shape
+        (6, 16)
+        >>> objective.sample(state.params, state.model_state, jax.random.PRNGKey(1), 4).shape
+        (4, 16)
+    """
+
+    family: ClassVar[str] = "cyclevae"
+    moved_to_eval: ClassVar[tuple[str, ...]] = (
+        "compare",
+        "classifier_steps",
+        "classifier_seed",
+        "elbo_samples",
+    )
+
+    architecture: str = "mlp"
+    hidden: tuple[int, ...] = (256, 256)
+    latent_dim: int = 8
+    activation: str = "relu"
+    embed_dim: int = 16
+    condition_encoder: bool = True
+    likelihood: str = "gaussian"
+    variance: str = "fixed"
+    fixed_variance: float = 0.01
+    min_variance: float = 1e-3
+    kernel_size: int = 4
+    direct_weight: float = 1.0
+    cycle_weight: float = 4.0
+    beta: float = 1.0
+    cycle_beta: float | None = None
+    target_sampling: str = "others"
+    stop_gradient: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.hidden, list):
+            object.__setattr__(self, "hidden", tuple(self.hidden))
+        owner = "CycleVAEConfig"
+        C.check_fields(self, owner, ARCHITECTURES, hidden_required=True, named_activation=True)
+        _check_count(self._label("embed_dim"), self.embed_dim)
+        C.check_bool(self._label("condition_encoder"), self.condition_encoder)
+        for name in ("direct_weight", "cycle_weight", "beta"):
+            C.check_nonnegative(self._label(name), getattr(self, name))
+        if self.cycle_beta is not None:
+            C.check_nonnegative(self._label("cycle_beta"), self.cycle_beta)
+        _check_choice(self._label("target_sampling"), self.target_sampling, TARGET_SAMPLING)
+        C.check_bool(self._label("stop_gradient"), self.stop_gradient)
+
+    def objective(self, info: DataInfo) -> CycleVAEObjective:
+        """The Cycle VAE between the ``info.num_classes`` domains of data of ``info.shape``.
+
+        Raises ``ValueError`` for unlabelled or single-class data (nothing to convert
+        between), and, naming the field, for a config the data cannot take: conv on inputs
+        that are not images (or whose size the stages do not divide), the Bernoulli
+        likelihood on inputs not in ``[0, 1]``.
+        """
+        if info.num_classes is None:
+            raise ValueError(
+                f"the Cycle VAE needs labelled data (the label is the domain code); "
+                f"{info.label} has no labels"
+            )
+        if not _is_int(info.num_classes) or info.num_classes < 2:
+            raise ValueError(
+                f"the Cycle VAE needs at least two domains to convert between; {info.label} "
+                f"has {info.num_classes} class(es)"
+            )
+        C.check_info(self, info)
+        model = C.module_from_config(
+            CycleVAE, self, data_shape=tuple(info.shape), num_domains=int(info.num_classes)
+        )
+        check_model(model)
+        return CycleVAEObjective(config=self, info=info, model=model)
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleVAEObjective(C.OnePlayerObjective):
+    """The Cycle VAE of a :class:`CycleVAEConfig` on labelled data of ``info``: the engine's
+    loss (:func:`loss` with the config's weights), and the model's functions on the engine's
+    parameters (``source``, ``target`` and ``domain`` are the data's label indices).
+
+    Attributes:
+      config: the :class:`CycleVAEConfig`.
+      info: the data's :class:`~genjax.models.base.DataInfo`.
+      model: the :class:`CycleVAE` module.
+    """
+
+    config: CycleVAEConfig
+    info: DataInfo
+    model: CycleVAE
+
+    def init(self, rng: jax.Array, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """Initial variables ``{"params": ...}`` (only ``batch["x"]``'s shape is used)."""
+        return init(self.model, rng, batch)
+
+    def loss(self, params, batch, rng):
+        """The engine's loss ``(params, batch, rng) -> (loss, metrics)``: :func:`loss`."""
+        c = self.config
+        return loss(
+            self.model,
+            params,
+            batch,
+            rng,
+            direct_weight=c.direct_weight,
+            cycle_weight=c.cycle_weight,
+            beta=c.beta,
+            cycle_beta=c.cycle_beta,
+            target_sampling=c.target_sampling,
+            stop_gradient=c.stop_gradient,
+        )
+
+    # The model's functions on the engine's parameters. -------------------------------------
+
+    def functions(self) -> tuple[str, ...]:
+        return (*super().functions(), "posterior", "cycle_reconstruct", "elbo")
+
+    def sample(self, params, model_state, rng, n, domain=None, *, mean: bool = True):
+        """:func:`sample`: ``n`` examples ``[n, *shape]``, of domain ``i % K`` for the ``i``-th
+        unless ``domain`` is given."""
+        return sample(self.model, single(params), rng, n, domain, mean=mean)
+
+    def encode(self, params, model_state, x, source):
+        """The posterior mean ``E_q[z | x, s]``, ``[B, q]``."""
+        return encode(self.model, single(params), x, source)[0]
+
+    def posterior(self, params, model_state, x, source):
+        """``q(z | x, s)`` as ``(mean, log_var)``, each ``[B, q]``."""
+        return encode(self.model, single(params), x, source)
+
+    def decode(self, params, model_state, z, domain):
+        """:func:`decode`: ``E[x | z, c]``."""
+        return decode(self.model, single(params), z, domain)
+
+    def reconstruct(self, params, model_state, x, source):
+        """:func:`reconstruct`: ``convert(x, s, s)``."""
+        return reconstruct(self.model, single(params), x, source)
+
+    def convert(self, params, model_state, x, source, target):
+        """:func:`convert` from domain ``source`` to ``target``."""
+        return convert(self.model, single(params), x, source, target)
+
+    def cycle_reconstruct(self, params, model_state, x, source, target):
+        """:func:`cycle_reconstruct`: ``x -> t -> s`` with posterior means."""
+        return cycle_reconstruct(self.model, single(params), x, source, target)
+
+    def elbo(self, params, model_state, x, source, rng, num_samples: int = 1):
+        """:func:`elbo`, the conditional ELBO of each example, ``[B]``."""
+        return elbo(self.model, single(params), x, source, rng, num_samples=num_samples)
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,68 +331,24 @@ TARGET_SAMPLING = ("others", "any")
 def check_model(m: CycleVAE) -> tuple[int, ...]:
     """Validates a :class:`CycleVAE`'s fields (Flax defers ``setup``, so construction does not);
     returns ``data_shape`` as a tuple of ints. Raises ``ValueError`` naming the field."""
-    shape = m.data_shape
-    if (
-        not isinstance(shape, Sequence)
-        or len(shape) < 1
-        or any(not _is_int(s) or s < 1 for s in shape)
-    ):
-        raise ValueError(
-            f"CycleVAE.data_shape must be a non-empty tuple of positive ints, got {shape!r}"
-        )
-    shape = tuple(int(s) for s in shape)
     k = m.num_domains
     if not _is_int(k) or k < 2:
         raise ValueError(
             f"CycleVAE.num_domains must be an int >= 2 (a Cycle VAE converts between domains; "
             f"a single-domain dataset has nothing to convert to), got {k!r}"
         )
-    for name in ("latent_dim", "embed_dim", "kernel_size"):
-        value = getattr(m, name)
-        if not _is_int(value) or value < 1:
-            raise ValueError(f"CycleVAE.{name} must be an int >= 1, got {value!r}")
-    if m.architecture not in ARCHITECTURES:
-        raise ValueError(
-            f"CycleVAE.architecture must be one of {ARCHITECTURES}, got {m.architecture!r}"
-        )
-    if m.likelihood not in LIKELIHOODS:
-        raise ValueError(f"CycleVAE.likelihood must be one of {LIKELIHOODS}, got {m.likelihood!r}")
-    if m.variance not in VARIANCES:
-        raise ValueError(f"CycleVAE.variance must be one of {VARIANCES}, got {m.variance!r}")
-    for name in ("fixed_variance", "min_variance"):
-        value = getattr(m, name)
-        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-            raise ValueError(f"CycleVAE.{name} must be a finite number > 0, got {value!r}")
-    hidden = m.hidden
-    if (
-        not isinstance(hidden, Sequence)
-        or not hidden
-        or any(not _is_int(h) or h < 1 for h in hidden)
-    ):
-        raise ValueError(
-            f"CycleVAE.hidden must be a non-empty tuple of positive ints, got {hidden!r}"
-        )
-    if m.architecture == "conv":
-        if len(shape) != 3:
-            raise ValueError(
-                f"CycleVAE(architecture='conv') needs images, data_shape = (H, W, C), got "
-                f"{shape} (do not flatten the inputs of a convolutional model)"
-            )
-        check_image_shape(
-            shape, len(hidden), owner=f"CycleVAE(architecture='conv', hidden={tuple(hidden)})"
-        )
-    get_activation(m.activation, name="CycleVAE.activation")
-    return shape
+    _check_count("CycleVAE.embed_dim", m.embed_dim)
+    return C.check_module(m, ARCHITECTURES, hidden_required=True)
 
 
-class CycleVAE(nn.Module):
+class CycleVAE(C.LikelihoodHead):
     """Domain-conditioned encoder and decoder of the Cycle VAE (see the module doc).
 
     Methods (through ``module.apply(params, ..., method=...)`` or the functions below):
     ``encode(x, source) -> (mean, log_var)`` (``[B, q]`` each), ``decode(z, domain)`` ->
     Bernoulli logits or Gaussian means ``[B, *data_shape]``, ``decoder_log_var()``
-    (Gaussian), ``log_px(x, out) -> [B]``, and ``__call__(x, source)``, used by :func:`init`,
-    which runs all of them.
+    (Gaussian), ``log_px(x, out) -> [B]``, ``mean(out)``, and ``__call__(x, source)``, used by
+    :func:`init`, which runs all of them.
 
     Attributes:
       data_shape: shape of one example: ``(D,)`` for feature vectors, ``(H, W, C)`` images.
@@ -209,11 +367,11 @@ class CycleVAE(nn.Module):
       kernel_size: conv kernel size.
     """
 
-    data_shape: Sequence[int]
+    data_shape: tuple[int, ...]
     num_domains: int
     latent_dim: int
     architecture: str = "mlp"
-    hidden: Sequence[int] = (256, 256)
+    hidden: tuple[int, ...] = (256, 256)
     activation: Any = "relu"
     embed_dim: int = 16
     condition_encoder: bool = True
@@ -225,63 +383,29 @@ class CycleVAE(nn.Module):
 
     def setup(self):
         shape = check_model(self)
-        q, hidden = self.latent_dim, tuple(self.hidden)
         self.decoder_embed = nn.Embed(self.num_domains, self.embed_dim)
         if self.condition_encoder:
             self.encoder_embed = nn.Embed(self.num_domains, self.embed_dim)
-        if self.architecture == "mlp":
-            self.encoder = MLP((*hidden, 2 * q), activation=self.activation)
-            self.decoder = MLP((*hidden[::-1], int(np.prod(shape))), activation=self.activation)
-        else:
-            self.encoder = ConvEncoder(
-                hidden, kernel_size=self.kernel_size, activation=self.activation
-            )
-            self.encoder_head = nn.Dense(2 * q)
-            self.decoder = ConvDecoder(
-                shape, hidden[::-1], kernel_size=self.kernel_size, activation=self.activation
-            )
-        if self.likelihood == "gaussian" and self.variance != "fixed":
-            var_shape = () if self.variance == "isotropic" else shape
-            self.raw_variance = self.param("raw_variance", nn.initializers.zeros, var_shape)
+        C.setup_networks(self, shape, raw_variance=0.0)
+
+    def _condition(self, h: jax.Array, source: jax.Array) -> jax.Array:
+        if not self.condition_encoder:
+            return h
+        return jnp.concatenate([h, self.encoder_embed(source).astype(h.dtype)], axis=-1)
 
     def encode(self, x: jax.Array, source: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``x [B, *data_shape]``, ``source`` int ``[B]`` -> ``(mean, log_var)``, ``[B, q]``."""
         b, q = x.shape[0], self.latent_dim
         if self.architecture == "mlp":
-            h = x.reshape(b, -1)
-            if self.condition_encoder:
-                h = jnp.concatenate([h, self.encoder_embed(source).astype(h.dtype)], axis=-1)
-            h = self.encoder(h)
+            h = self.encoder(self._condition(x.reshape(b, -1), source))
         else:
-            h = self.encoder(x).reshape(b, -1)
-            if self.condition_encoder:
-                h = jnp.concatenate([h, self.encoder_embed(source).astype(h.dtype)], axis=-1)
-            h = self.encoder_head(h)
+            h = self.encoder_head(self._condition(self.encoder(x).reshape(b, -1), source))
         return h[:, :q], h[:, q:]
 
     def decode(self, z: jax.Array, domain: jax.Array) -> jax.Array:
         """``z [B, q]``, ``domain`` int ``[B]`` -> logits or means ``[B, *data_shape]``."""
         h = jnp.concatenate([z, self.decoder_embed(domain).astype(z.dtype)], axis=-1)
         return self.decoder(h).reshape(z.shape[0], *self.data_shape)
-
-    def decoder_log_var(self) -> jax.Array:
-        """``log sigma2`` of the Gaussian likelihood: ``[]`` or ``data_shape`` (``pixel``)."""
-        if self.likelihood != "gaussian":
-            raise ValueError("decoder_log_var: the Bernoulli likelihood has no variance")
-        if self.variance == "fixed":
-            return jnp.asarray(math.log(self.fixed_variance), jnp.float32)
-        # log(min_variance + exp(raw)): smooth and >= log(min_variance).
-        return jnp.logaddexp(self.raw_variance, math.log(self.min_variance))
-
-    def log_px(self, x: jax.Array, out: jax.Array) -> jax.Array:
-        """``log p(x | z, c)`` per example from the decoder output ``out`` -> ``[B]``."""
-        if self.likelihood == "bernoulli":
-            return L.bernoulli_log_likelihood(out, x)
-        return L.gaussian_log_likelihood(x, out, self.decoder_log_var())
-
-    def mean(self, out: jax.Array) -> jax.Array:
-        """``E[x | z, c]`` from the decoder output: ``sigmoid(logits)`` or the Gaussian mean."""
-        return jax.nn.sigmoid(out) if self.likelihood == "bernoulli" else out
 
     def __call__(self, x: jax.Array, source: jax.Array) -> jax.Array:
         mean, _ = self.encode(x, source)
@@ -293,21 +417,6 @@ class CycleVAE(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def _variables(params: Mapping[str, Any]) -> Mapping[str, Any]:
-    return params if "params" in params else {"params": params}
-
-
-def _check_x_shape(model: CycleVAE, x: Any, name: str) -> tuple[int, ...]:
-    shape = tuple(model.data_shape)
-    got = tuple(jnp.shape(x))
-    if len(got) != len(shape) + 1 or got[1:] != shape:
-        raise ValueError(
-            f"{name} must have shape [B, *data_shape] = [B, {', '.join(map(str, shape))}] "
-            f"(the model's feature size), got {got}"
-        )
-    return got
-
-
 def check_data(model: CycleVAE, x: Any, name: str = "x") -> jax.Array:
     """Checks ``x`` against the model: shape ``[B, *data_shape]`` (always, also under ``jit``),
     finite and, for the Bernoulli likelihood, in ``[0, 1]`` (concrete arrays only).
@@ -315,19 +424,7 @@ def check_data(model: CycleVAE, x: Any, name: str = "x") -> jax.Array:
     Returns ``x`` as a float array. Raises ``ValueError`` naming the problem.
     """
     check_model(model)
-    _check_x_shape(model, x, name)
-    if _is_concrete(x) and np.size(x):
-        values = np.asarray(x)  # on the host: inside a trace, jnp.min would be traced
-        lo, hi = float(values.min()), float(values.max())
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError(f"{name} must be finite, got values in [{lo}, {hi}]")
-        if model.likelihood == "bernoulli" and (lo < 0.0 or hi > 1.0):
-            raise ValueError(
-                f"{name} must lie in [0, 1] for the Bernoulli likelihood, got values in "
-                f"[{lo:g}, {hi:g}] (scale the data to [0, 1], or use likelihood='gaussian')"
-            )
-    x = jnp.asarray(x)
-    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+    return C.check_data(model, x, name)
 
 
 def check_domains(model: CycleVAE, domains: Any, batch: int, name: str = "domain") -> jax.Array:
@@ -353,24 +450,16 @@ def check_domains(model: CycleVAE, domains: Any, batch: int, name: str = "domain
     return jnp.broadcast_to(jnp.asarray(domains, jnp.int32), (batch,))
 
 
-def _check_weight(name: str, w: Any) -> None:
-    if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {w!r}")
-
-
 # --------------------------------------------------------------------------------------------
-# Initialisation, the objective and its parts
+# Initialisation, the loss and its parts
 # --------------------------------------------------------------------------------------------
 
 
-def init(rng: jax.Array, example_batch: Mapping[str, Any], *, model: CycleVAE) -> dict[str, Any]:
-    """Initial variables ``{"params": ...}`` (for the engine: ``functools.partial(init,
-    model=model)``). Only the shape of ``example_batch["x"]`` ``[B, *data_shape]`` is used."""
+def init(model: CycleVAE, rng: jax.Array, example_batch: Mapping[str, Any]) -> dict[str, Any]:
+    """Initial variables ``{"params": ...}``. Only the shape of ``example_batch["x"]``
+    ``[B, *data_shape]`` is used."""
     check_model(model)
-    _check_x_shape(model, example_batch["x"], 'batch["x"]')
-    x = jnp.zeros((1, *model.data_shape), jnp.float32)
-    # One compiled call: eager initialisation would compile every small op on its own.
-    return jax.jit(model.init)(rng, x, jnp.zeros((1,), jnp.int32))
+    return C.init_variables(model, rng, example_batch, jnp.zeros((1,), jnp.int32))
 
 
 def draw_targets(rng: jax.Array, source: jax.Array, num_domains: int, sampling: str) -> jax.Array:
@@ -380,8 +469,7 @@ def draw_targets(rng: jax.Array, source: jax.Array, num_domains: int, sampling: 
     ``K - 1`` domains other than ``s``. ``"any"``: ``t ~ Uniform{0, ..., K - 1}``. Both draw
     ``jax.random.randint(rng, [B], 0, K - 1 or K)``.
     """
-    if sampling not in TARGET_SAMPLING:
-        raise ValueError(f"target_sampling must be one of {TARGET_SAMPLING}, got {sampling!r}")
+    sampling = _check_choice("target_sampling", sampling, TARGET_SAMPLING)
     source = jnp.asarray(source, jnp.int32)
     if sampling == "any":
         return jax.random.randint(rng, source.shape, 0, num_domains, jnp.int32)
@@ -389,11 +477,17 @@ def draw_targets(rng: jax.Array, source: jax.Array, num_domains: int, sampling: 
     return (source + 1 + u) % num_domains
 
 
-def _reparameterize(mean, log_var, eps):
-    return mean + jnp.exp(0.5 * log_var) * eps
+def _pass(model, v, x_in, code_in, eps, x_out, code_out):
+    """``encoder(x_in, code_in) -> (mean, log_var)``, ``z = mean + sigma * eps``, and
+    ``log p(x_out | z, code_out)``: returns ``(log_px, mean, log_var, z)``."""
+    mean, log_var = model.apply(v, x_in, code_in, method=CycleVAE.encode)
+    z = C.reparameterize(mean, log_var, eps)
+    out = model.apply(v, z, code_out, method=CycleVAE.decode)
+    return model.apply(v, x_out, out, method=CycleVAE.log_px), mean, log_var, z
 
 
 def cycle_terms(
+    model: CycleVAE,
     params: Mapping[str, Any],
     x: jax.Array,
     source: jax.Array,
@@ -401,7 +495,6 @@ def cycle_terms(
     eps: jax.Array,
     eps_cycle: jax.Array,
     *,
-    model: CycleVAE,
     stop_gradient: bool = False,
 ) -> dict[str, jax.Array]:
     """The per-example parts of the cycle objective for given targets and noise.
@@ -411,9 +504,9 @@ def cycle_terms(
     ``(m', lv') = encoder(x_hat, t)``, ``z' = m' + exp(lv' / 2) * eps_cycle``.
 
     Args:
+      model: the :class:`CycleVAE`.
       params: the model's variables.
       x: ``[B, *data_shape]``; source, target: int ``[B]``; eps, eps_cycle: ``[B, q]``.
-      model: the :class:`CycleVAE`.
       stop_gradient: no gradient through ``x_hat``.
 
     Returns:
@@ -421,20 +514,14 @@ def cycle_terms(
       q]``, of ``q(z | x, s)``), ``cycle_log_px`` (``log p(x | z', s)``), ``cycle_mean`` /
       ``cycle_log_var`` (of ``q(z' | x_hat, t)``), and ``converted`` (``x_hat``).
     """
-    v = _variables(params)
-    mean, log_var = model.apply(v, x, source, method=CycleVAE.encode)
-    z = _reparameterize(mean, log_var, eps)
-    out = model.apply(v, z, source, method=CycleVAE.decode)
-    log_px = model.apply(v, x, out, method=CycleVAE.log_px)
+    v = C.variables(params)
+    log_px, mean, log_var, z = _pass(model, v, x, source, eps, x, source)
     converted = model.apply(
         v, model.apply(v, z, target, method=CycleVAE.decode), method=CycleVAE.mean
     )
     if stop_gradient:
         converted = jax.lax.stop_gradient(converted)
-    c_mean, c_log_var = model.apply(v, converted, target, method=CycleVAE.encode)
-    z_cycle = _reparameterize(c_mean, c_log_var, eps_cycle)
-    c_out = model.apply(v, z_cycle, source, method=CycleVAE.decode)
-    cycle_log_px = model.apply(v, x, c_out, method=CycleVAE.log_px)
+    cycle_log_px, c_mean, c_log_var, _ = _pass(model, v, converted, target, eps_cycle, x, source)
     return {
         "log_px": log_px,
         "mean": mean,
@@ -446,12 +533,12 @@ def cycle_terms(
     }
 
 
-def objective(
+def loss(
+    model: CycleVAE,
     params: Mapping[str, Any],
     batch: Mapping[str, Any],
     rng: jax.Array,
     *,
-    model: CycleVAE,
     direct_weight: float = 1.0,
     cycle_weight: float = 1.0,
     beta: float = 1.0,
@@ -466,13 +553,15 @@ def objective(
     Randomness: ``k_target, k_eps, k_cycle = jax.random.split(rng, 3)``; targets are
     ``draw_targets(k_target, s, K, target_sampling)``, ``eps`` and ``eps_cycle`` are
     ``jax.random.normal(k_eps | k_cycle, [B, q])``. When ``cycle_weight == 0`` the cycle pass
-    is skipped (it would contribute exactly 0) and its metrics are not reported.
+    is skipped (it would contribute exactly 0) and its metrics are not reported. Bind
+    ``model`` and the weights with ``functools.partial`` for ``Task.from_loss``, or use
+    :meth:`CycleVAEConfig.objective`.
 
     Args:
+      model: the :class:`CycleVAE`.
       params: the model's variables.
       batch: ``{"x": [B, *data_shape], "label": int [B]}``; the label is the source domain.
       rng: a ``jax.random`` key.
-      model: the :class:`CycleVAE` (bind with ``functools.partial``).
       direct_weight, cycle_weight: weights ``>= 0`` of the two ELBOs.
       beta: KL weight of the direct ELBO (1 = the bound).
       cycle_beta: KL weight of the cycled ELBO (``None``: ``beta``).
@@ -492,26 +581,23 @@ def objective(
         ("beta", beta),
         ("cycle_beta", cycle_beta),
     ):
-        _check_weight(name, w)
-    if target_sampling not in TARGET_SAMPLING:
-        raise ValueError(
-            f"target_sampling must be one of {TARGET_SAMPLING}, got {target_sampling!r}"
-        )
+        C.check_nonnegative(name, w)
+    _check_choice("target_sampling", target_sampling, TARGET_SAMPLING)
     if "label" not in batch:
         raise ValueError(
             f'the Cycle VAE objective needs the source domain as batch["label"] (int [B]), '
             f"got keys {sorted(batch)}"
         )
     x = batch["x"]
-    b = _check_x_shape(model, x, 'batch["x"]')[0]
+    b = C.check_x(model.data_shape, x, 'batch["x"]')[0]
     source = check_domains(model, batch["label"], b, 'batch["label"]')
     k_target, k_eps, k_cycle = jax.random.split(rng, 3)
     q = model.latent_dim
-    v = _variables(params)
+    v = C.variables(params)
     if cycle_weight == 0:
         mean, log_var = model.apply(v, x, source, method=CycleVAE.encode)
         eps = jax.random.normal(k_eps, (b, q), mean.dtype)
-        out = model.apply(v, _reparameterize(mean, log_var, eps), source, method=CycleVAE.decode)
+        out = model.apply(v, C.reparameterize(mean, log_var, eps), source, method=CycleVAE.decode)
         t = {"log_px": model.apply(v, x, out, method=CycleVAE.log_px)}
         t.update(mean=mean, log_var=log_var)
     else:
@@ -520,22 +606,18 @@ def objective(
         eps = jax.random.normal(k_eps, (b, q), dtype)
         eps_cycle = jax.random.normal(k_cycle, (b, q), dtype)
         t = cycle_terms(
-            params, x, source, target, eps, eps_cycle, model=model, stop_gradient=stop_gradient
+            model, params, x, source, target, eps, eps_cycle, stop_gradient=stop_gradient
         )
-    direct = L.elbo(t["log_px"], t["mean"], t["log_var"], beta)
-    kl = L.gaussian_kl(t["mean"], t["log_var"])
+    direct, kl, plain = C.bound(t["log_px"], t["mean"], t["log_var"], beta)
     per_example = direct_weight * direct
-    metrics = {
-        "elbo": jnp.mean(t["log_px"] - kl),
-        "log_px": jnp.mean(t["log_px"]),
-        "kl": jnp.mean(kl),
-    }
+    metrics = {"elbo": plain, "log_px": jnp.mean(t["log_px"]), "kl": jnp.mean(kl)}
     if cycle_weight != 0:
-        cycle = L.elbo(t["cycle_log_px"], t["cycle_mean"], t["cycle_log_var"], cycle_beta)
-        cycle_kl = L.gaussian_kl(t["cycle_mean"], t["cycle_log_var"])
+        cycle, cycle_kl, cycle_plain = C.bound(
+            t["cycle_log_px"], t["cycle_mean"], t["cycle_log_var"], cycle_beta
+        )
         per_example = per_example + cycle_weight * cycle
         metrics.update(
-            cycle_elbo=jnp.mean(t["cycle_log_px"] - cycle_kl),
+            cycle_elbo=cycle_plain,
             cycle_log_px=jnp.mean(t["cycle_log_px"]),
             cycle_kl=jnp.mean(cycle_kl),
         )
@@ -547,149 +629,137 @@ def objective(
 # --------------------------------------------------------------------------------------------
 
 
-def _prepare(model, params, x, domains, names):
-    """Validates ``x`` and the domain arguments; returns them as arrays."""
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.float32)
-    b = _check_x_shape(model, x, "x")[0]
+def _prepare(model, x, domains, names):
+    """Validates the module, ``x`` and the domain arguments; returns them as arrays."""
+    check_model(model)
+    x = C.as_float(x)
+    b = C.check_x(model.data_shape, x, "x")[0]
     return x, tuple(check_domains(model, d, b, n) for d, n in zip(domains, names, strict=True))
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def _encode(model, params, x, source):
-    return model.apply(_variables(params), x, source, method=CycleVAE.encode)
+    return model.apply(C.variables(params), x, source, method=CycleVAE.encode)
 
 
 def encode(
-    params: Mapping[str, Any], x: Any, source: Any, *, model: CycleVAE
+    model: CycleVAE, params: Mapping[str, Any], x: Any, source: Any
 ) -> tuple[jax.Array, jax.Array]:
     """``q(z | x, s)``: ``x [B, *data_shape]``, ``source`` -> ``(mean [B, q], log_var [B, q])``."""
-    check_model(model)
-    x, (source,) = _prepare(model, params, x, (source,), ("source",))
+    x, (source,) = _prepare(model, x, (source,), ("source",))
     return _encode(model, params, x, source)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _decode_mean(model, params, z, domain):
-    v = _variables(params)
+def _decode(model, params, z, domain):
+    v = C.variables(params)
     return model.apply(v, model.apply(v, z, domain, method=CycleVAE.decode), method=CycleVAE.mean)
 
 
-def decode_mean(params: Mapping[str, Any], z: Any, domain: Any, *, model: CycleVAE) -> jax.Array:
-    """``E[x | z, c]``: ``z [B, q]``, ``domain`` -> ``[B, *data_shape]``."""
+def decode(model: CycleVAE, params: Mapping[str, Any], z: Any, domain: Any) -> jax.Array:
+    """``E[x | z, c]``: ``z [B, q]``, ``domain`` -> ``[B, *data_shape]`` (the decoder's mean)."""
     check_model(model)
-    z = jnp.asarray(z)
-    if z.ndim != 2 or z.shape[1] != model.latent_dim:
-        raise ValueError(f"z must have shape [B, {model.latent_dim}], got {tuple(z.shape)}")
+    z = C.check_z(model, z)
     domain = check_domains(model, domain, z.shape[0], "domain")
-    return _decode_mean(model, params, z, domain)
+    return _decode(model, params, z, domain)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def _convert(model, params, x, source, target):
     mean, _ = _encode(model, params, x, source)
-    return _decode_mean(model, params, mean, target)
+    return _decode(model, params, mean, target)
 
 
 def convert(
-    params: Mapping[str, Any], x: Any, source: Any, target: Any, *, model: CycleVAE
+    model: CycleVAE, params: Mapping[str, Any], x: Any, source: Any, target: Any
 ) -> jax.Array:
     """Convert ``x`` from domain ``source`` to domain ``target``: ``E[x | z = E_q[z|x,s], t]``.
 
-    Pure and jittable (``jax.jit(functools.partial(convert, model=m))``); vmap it over targets
+    Pure and jittable (``jax.jit(functools.partial(convert, model))``); vmap it over targets
     with ``jax.vmap(f, in_axes=(None, None, None, 0))`` for ``[T, B, *data_shape]``.
     ``target == source`` is the reconstruction.
 
     Args:
+      model: the :class:`CycleVAE`.
       params: the model's variables.
       x: ``[B, *data_shape]`` examples of the source domain(s).
       source, target: int domain indices, scalars or ``[B]``, in ``[0, num_domains)``.
-      model: the :class:`CycleVAE`.
 
     Returns:
       ``[B, *data_shape]`` converted features (probabilities for the Bernoulli likelihood).
     """
-    check_model(model)
-    x, (source, target) = _prepare(model, params, x, (source, target), ("source", "target"))
+    x, (source, target) = _prepare(model, x, (source, target), ("source", "target"))
     return _convert(model, params, x, source, target)
 
 
-def reconstruct(params: Mapping[str, Any], x: Any, source: Any, *, model: CycleVAE) -> jax.Array:
+def reconstruct(model: CycleVAE, params: Mapping[str, Any], x: Any, source: Any) -> jax.Array:
     """``E[x | z = E_q[z | x, s], s]``, i.e. ``convert(x, s, s)``: ``[B, *data_shape]``."""
-    return convert(params, x, source, source, model=model)
+    return convert(model, params, x, source, source)
 
 
 def cycle_reconstruct(
-    params: Mapping[str, Any], x: Any, source: Any, target: Any, *, model: CycleVAE
+    model: CycleVAE, params: Mapping[str, Any], x: Any, source: Any, target: Any
 ) -> jax.Array:
     """``x -> x_hat_{s->t} -> x_hat_{s->t->s}`` with posterior means: ``convert(convert(x, s,
     t), t, s)``, ``[B, *data_shape]`` (the deterministic round trip the objective trains)."""
-    check_model(model)
-    x, (source, target) = _prepare(model, params, x, (source, target), ("source", "target"))
+    x, (source, target) = _prepare(model, x, (source, target), ("source", "target"))
     return _convert(model, params, _convert(model, params, x, source, target), target, source)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "n", "mean"))
 def _sample(model, params, rng, domain, n, mean):
-    z_rng, x_rng = jax.random.split(rng)
-    z = jax.random.normal(z_rng, (n, model.latent_dim), jnp.float32)
-    v = _variables(params)
-    out = model.apply(v, z, domain, method=CycleVAE.decode)
-    if model.likelihood == "bernoulli":
-        probs = jax.nn.sigmoid(out)
-        return probs if mean else jax.random.bernoulli(x_rng, probs).astype(jnp.float32)
-    if mean:
-        return out
-    std = jnp.exp(0.5 * model.apply(v, method=CycleVAE.decoder_log_var))
-    return out + std * jax.random.normal(x_rng, out.shape, out.dtype)
+    return C.sample_decoder(
+        model, params, rng, n, mean, lambda v, z: model.apply(v, z, domain, method=CycleVAE.decode)
+    )
 
 
 def sample(
+    model: CycleVAE,
     params: Mapping[str, Any],
     rng: jax.Array,
     n: int,
-    domain: Any,
+    domain: Any = None,
     *,
-    model: CycleVAE,
     mean: bool = True,
 ) -> jax.Array:
     """``n`` draws of ``p(x | c) = E_z p(x | z, c)``, ``z ~ N(0, I)``: ``[n, *data_shape]``.
 
-    ``domain`` is a scalar or ``[n]``; ``mean=True`` returns ``E[x | z, c]`` (the usual
-    picture), ``False`` a draw from the likelihood.
+    ``domain`` is a scalar or ``[n]`` (``None``: domain ``i % K`` for the ``i``-th draw);
+    ``mean=True`` returns ``E[x | z, c]`` (the usual picture), ``False`` a draw from the
+    likelihood.
     """
     check_model(model)
     n = _check_count("n", n, 0)
+    if domain is None:
+        domain = jnp.arange(n, dtype=jnp.int32) % model.num_domains
     domain = check_domains(model, domain, n, "domain")
     return _sample(model, params, rng, domain, n, bool(mean))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_samples"))
 def _elbo(model, params, x, source, rng, num_samples):
-    v = _variables(params)
+    v = C.variables(params)
     mean, log_var = model.apply(v, x, source, method=CycleVAE.encode)
 
-    def one(key):
-        z = _reparameterize(mean, log_var, jax.random.normal(key, mean.shape, mean.dtype))
+    def log_px_of(z):
         out = model.apply(v, z, source, method=CycleVAE.decode)
-        return L.elbo(model.apply(v, x, out, method=CycleVAE.log_px), mean, log_var)
+        return model.apply(v, x, out, method=CycleVAE.log_px)
 
-    return jnp.mean(jax.lax.map(one, jax.random.split(rng, num_samples)), axis=0)
+    return C.monte_carlo_elbo(mean, log_var, log_px_of, rng, num_samples)
 
 
 def elbo(
+    model: CycleVAE,
     params: Mapping[str, Any],
     x: Any,
     source: Any,
     rng: jax.Array,
     *,
-    model: CycleVAE,
     num_samples: int = 1,
 ) -> jax.Array:
     """The conditional ELBO ``E_q[log p(x | z, s)] - KL(q(z | x, s) || N(0, I))`` per example,
     ``[B]``, the expectation averaged over ``num_samples`` reparameterised draws."""
     x = check_data(model, x)
     num_samples = _check_count("num_samples", num_samples)
-    (source,) = _prepare(model, params, x, (source,), ("source",))[1]
+    (source,) = _prepare(model, x, (source,), ("source",))[1]
     return _elbo(model, params, x, source, rng, num_samples)

@@ -11,9 +11,9 @@ For a fixed generator with density ``p_g`` the best discriminator is
 (Goodfellow et al., 2014, Prop. 1 and Thm. 1), so the game's value is minimised exactly at
 ``p_g = p_data``.
 
-The losses (``GAN.loss``), all per-example functions of the discriminator's raw outputs from
-``genjax.losses``; ``D`` is ``sigmoid(logits)`` for the first two and the raw output, with no
-sigmoid, for the other three:
+The losses (``GANConfig.loss``), all per-example functions of the discriminator's raw outputs
+from ``genjax.losses``; ``D`` is ``sigmoid(logits)`` for the first two and the raw output, with
+no sigmoid, for the other three:
 
 * ``"minimax"``: discriminator ``-(log D(x) + log(1 - D(G(z))))``
   (``losses.discriminator_loss``), generator ``log(1 - D(G(z)))``
@@ -48,7 +48,7 @@ forced:
 
 R1, spectral normalisation, ``d_steps``, two time-scales and the EMA work with every loss.
 
-Stabilisers, each a field of :class:`GAN`:
+Stabilisers, each a field of :class:`GANConfig`:
 
 * ``r1_gamma``: the R1 gradient penalty on real data, ``gamma / 2 * E_x ||grad_x D_logit(x)||^2``
   (Mescheder, Geiger & Nowozin, 2018), added to the discriminator's loss. With ``r1_steps =
@@ -66,12 +66,13 @@ Stabilisers, each a field of :class:`GAN`:
 * ``d_steps = k``: ``k`` discriminator updates per generator update (the generator player
   has ``every=k``);
 * two time-scales (Heusel et al., 2017): the two players take separate optimizers, so
-  separate learning rates (the experiment's ``d_learning_rate`` / ``g_learning_rate``);
+  separate learning rates (``d_learning_rate`` / ``g_learning_rate`` in
+  :meth:`GANObjective.run_task`, or one optimizer per player given to :meth:`GANObjective.task`);
 * ``ema_decay``: an exponential moving average of the generator's weights, kept in
   ``model_state["ema"]`` and updated after every generator update; it is what
   :func:`sampling_variables` returns for sampling (Yazici et al., 2019; Karras et al., 2018).
 
-Architectures (``GAN.architecture``):
+Architectures (``GANConfig.architecture``):
 
 * ``"mlp"``: generator ``z -> MLP(generator_features + (D,))`` reshaped to ``data_shape`` and
   passed through the ``output`` activation; discriminator ``x`` flattened ``->
@@ -86,9 +87,12 @@ Architectures (``GAN.architecture``):
   the library's blocks leave out; ``generator_norm`` / ``discriminator_norm`` offer layer or
   group normalisation instead.
 
-In the engine (``experiments/models/gan.py`` builds the task) the GAN is two players,
-``Player(DISC, discriminator_objective, every=1)`` then ``Player(GEN, generator_objective,
-every=d_steps)``, both stateful, with :func:`init_model_state` and :func:`ema_post_update`.
+The hyper-parameters are a :class:`GANConfig`; ``config.objective(info)`` builds them for
+data of ``info.shape`` into a :class:`GANObjective`, whose ``model`` (a :class:`GAN`: the
+config and the data shape) is what the module's functions take first. In the engine
+(:meth:`GANObjective.task`) the GAN is two players, ``Player(DISC, discriminator_objective,
+every=1)`` then ``Player(GEN, generator_objective, every=d_steps)``, both stateful, with
+:func:`init_model_state` and :func:`ema_post_update`.
 Parameters are a dict ``{"disc": {"params": ...}, "gen": {"params": ...}}`` (the engine's
 player names :data:`DISC` and :data:`GEN`); the model state is ``{"sn": ...}`` with spectral
 normalisation and ``{"ema": {"params": ...}}`` with an EMA (``{}`` with neither).
@@ -117,15 +121,18 @@ import dataclasses
 import functools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
+import optax
 
 from genjax import losses as L
+from genjax._checks import check_choice, check_float, check_int, is_int
+from genjax.models.base import DataInfo, ModelConfig, Objective, OptimizerFactory
 from genjax.nn import ACTIVATIONS, MLP, NORMS, ConvDecoder, ConvEncoder, check_image_shape
+from genjax.task import Player, Task
 
 __all__ = [
     "ARCHITECTURES",
@@ -135,6 +142,8 @@ __all__ = [
     "LOSSES",
     "OUTPUTS",
     "Discriminator",
+    "GANConfig",
+    "GANObjective",
     "Generator",
     "discriminate",
     "discriminator_logits",
@@ -152,12 +161,14 @@ __all__ = [
 
 ARCHITECTURES = ("mlp", "dcgan")
 OUTPUTS = ("identity", "sigmoid", "tanh")
-#: The GAN losses (``GAN.loss``); see the module docstring.
+#: The GAN losses (``GANConfig.loss``); see the module docstring.
 LOSSES = ("minimax", "non_saturating", "hinge", "wgan_gp", "least_squares")
 #: The losses that read the discriminator's output as the logit of a probability.
 _LOGISTIC = ("minimax", "non_saturating")
 #: Player names of the discriminator and the generator in the engine's parameter dict.
 DISC, GEN = "disc", "gen"
+#: The keys of a per-player optimizer mapping given to :meth:`GANObjective.task`.
+_OPTIMIZER_KEYS = ("discriminator", "generator")
 
 _OUTPUT_FNS = {"identity": lambda x: x, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
 
@@ -171,57 +182,88 @@ _LOSS_FNS = {
 }
 
 
-def _is_int(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | np.integer)
-
-
-def _check_widths(name: str, value: Any) -> tuple[int, ...]:
+def _check_widths(label: str, value: Any) -> tuple[int, ...]:
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ValueError(f"GAN.{name} must be a sequence of ints >= 1, got {value!r}")
+        raise ValueError(f"{label} must be a sequence of ints >= 1, got {value!r}")
     widths = tuple(value)
-    if not widths or not all(_is_int(w) and w >= 1 for w in widths):
-        raise ValueError(f"GAN.{name} must be a non-empty sequence of ints >= 1, got {value!r}")
+    if not widths or not all(is_int(w) and w >= 1 for w in widths):
+        raise ValueError(f"{label} must be a non-empty sequence of ints >= 1, got {value!r}")
     return tuple(int(w) for w in widths)
 
 
+def _check_weight(label: str, value: Any) -> float:
+    """A penalty weight: a finite real number >= 0 (not a bool, not a string)."""
+    if isinstance(value, bool) or not (
+        isinstance(value, int | float) and math.isfinite(value) and value >= 0
+    ):
+        raise ValueError(f"{label} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# The hyper-parameters, the model, the objective
+# --------------------------------------------------------------------------------------------
+
+
 @dataclasses.dataclass(frozen=True)
-class GAN:
-    """The static description of a GAN (hashable, so it can be a ``jit`` static argument).
+class GANConfig(ModelConfig):
+    """The hyper-parameters of a GAN and of its training game (the module docstring has the
+    formulas); ``config.objective(info)`` builds it for data of ``info.shape``.
 
     Attributes:
-      data_shape: shape of one example: ``(2,)`` for 2-D points, ``(D,)`` flattened images,
-        ``(H, W, C)`` images (``"dcgan"`` needs this form).
-      latent_dim: dimension of ``z ~ N(0, I)``, ``>= 1``.
-      architecture: ``"mlp"`` or ``"dcgan"``.
-      generator_features: MLP hidden widths, or the DCGAN generator's channels coarse to fine.
-      discriminator_features: MLP hidden widths, or the DCGAN discriminator's channels fine to
-        coarse.
-      generator_activation: hidden activation of the generator (a ``genjax.nn.ACTIVATIONS``
-        name).
-      discriminator_activation: hidden activation of the discriminator.
-      output: activation of the generator's output: ``"identity"`` (2-D points),
-        ``"sigmoid"`` (pixels in [0, 1], the library's image scale) or ``"tanh"``.
-      generator_norm: DCGAN generator normalisation, ``"none"``, ``"layer"`` or ``"group"``.
-      discriminator_norm: DCGAN discriminator normalisation (not on its first stage).
-      kernel_size: DCGAN (transposed) convolution kernel size.
-      spectral_norm: spectrally normalise every weight matrix of the discriminator.
-      loss: the GAN loss, one of :data:`LOSSES` (the module docstring has the formulas and
-        the settings the papers use with each): ``"non_saturating"`` (default), ``"minimax"``,
-        ``"hinge"``, ``"wgan_gp"`` or ``"least_squares"``.
-      gp_weight: ``lambda >= 0`` of the WGAN-GP gradient penalty (Gulrajani et al., 2017: 10);
-        used by ``loss="wgan_gp"`` only.
-      r1_gamma: weight ``gamma >= 0`` of the R1 penalty ``gamma/2 E||grad_x D(x)||^2``.
-      r1_steps: apply the R1 penalty only during the first ``r1_steps`` training steps
-        (0: throughout). See the module docstring.
-      d_steps: discriminator updates per generator update, ``k >= 1``.
-      ema_decay: decay in ``[0, 1)`` of the generator-weight EMA (0: no EMA).
+      architecture: mlp | dcgan (dcgan needs images [H, W, C], data.flatten=false).
+      latent_dim: dimension of z ~ N(0, I) (>= 1).
+      generator_features: generator hidden widths (mlp) or channels coarse to fine (dcgan).
+      discriminator_features: discriminator hidden widths (mlp) or channels fine to coarse.
+      generator_activation: generator hidden activation (a genjax.nn.ACTIVATIONS name).
+      discriminator_activation: discriminator hidden activation.
+      output: generator output activation: identity (2-D points) | sigmoid (pixels) | tanh.
+      generator_norm: dcgan generator normalisation: none | layer | group.
+      discriminator_norm: dcgan discriminator normalisation (not on its first stage).
+      kernel_size: dcgan (transposed) convolution kernel size.
+      spectral_norm: spectrally normalise the discriminator's weights (Miyato et al., 2018).
+      loss: the GAN loss: non_saturating | minimax | hinge | wgan_gp | least_squares
+        (wgan_gp is usually run with d_steps=5, r1_gamma=0 and Adam lr 1e-4, b1=0, b2=0.9).
+      gp_weight: weight lambda of the WGAN-GP gradient penalty (wgan_gp only; Gulrajani et
+        al., 2017: 10).
+      r1_gamma: R1 penalty weight gamma on real data, gamma/2 E||grad_x D(x)||^2 (0 = off;
+        Mescheder et al., 2018).
+      r1_steps: apply R1 only during the first r1_steps steps (0 = throughout).
+      d_steps: discriminator updates per generator update (k >= 1).
+      ema_decay: EMA decay in [0, 1) of the generator's weights used for sampling (0 = no EMA).
+      d_learning_rate: the discriminator's learning rate in run_task (none = the optimizer's).
+      g_learning_rate: the generator's learning rate in run_task (none = the optimizer's).
+
+    Training a small GAN on 2-D points for two steps, from the library alone::
+
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from genjax.models import gan
+        >>> from genjax.models.base import DataInfo
+        >>> from genjax.train import Engine, init_state
+        >>> config = gan.GANConfig(
+        ...     latent_dim=2, generator_features=(16,), discriminator_features=(16,)
+        ... )
+        >>> objective = config.objective(DataInfo(shape=(2,)))
+        >>> task = objective.task(optax.adam(1e-3))
+        >>> batch = {"x": jnp.zeros((8, 2))}
+        >>> engine = Engine(task)
+        >>> state = engine.place_state(init_state(task, jax.random.PRNGKey(0), batch))
+        >>> for _ in range(2):
+        ...     state, metrics = engine.step(state, batch)
+        >>> sorted(metrics)  # doctest: +NORMALIZE_WHITESPACE
+        ['disc/d_fake', 'disc/d_real', 'disc/gan_value', 'disc/loss', 'disc/r1',
+         'gen/d_fake', 'gen/loss', 'nonfinite']
+        >>> params = engine.params(state)
+        >>> objective.sample(params, state.model_state, jax.random.PRNGKey(1), 5).shape
+        (5, 2)
     """
 
-    data_shape: tuple[int, ...]
-    latent_dim: int = 64
+    family: ClassVar[str] = "gan"
+
     architecture: str = "mlp"
-    generator_features: tuple[int, ...] = (256, 256)
-    discriminator_features: tuple[int, ...] = (256, 256)
+    latent_dim: int = 16
+    generator_features: tuple[int, ...] = (256, 256, 256)
+    discriminator_features: tuple[int, ...] = (256, 256, 256)
     generator_activation: str = "relu"
     discriminator_activation: str = "leaky_relu"
     output: str = "identity"
@@ -231,67 +273,122 @@ class GAN:
     spectral_norm: bool = False
     loss: str = "non_saturating"
     gp_weight: float = 10.0
-    r1_gamma: float = 0.0
-    r1_steps: int = 0
+    r1_gamma: float = 0.1
+    r1_steps: int = 8000
     d_steps: int = 1
-    ema_decay: float = 0.0
+    ema_decay: float = 0.999
+    d_learning_rate: float | None = None
+    g_learning_rate: float | None = None
 
     def __post_init__(self):
-        shape = self.data_shape
-        if (
-            isinstance(shape, str)
-            or not isinstance(shape, Sequence)
-            or not shape
-            or not all(_is_int(s) and s >= 1 for s in shape)
-        ):
-            raise ValueError(
-                f"GAN.data_shape must be a non-empty tuple of ints >= 1, got {shape!r}"
-            )
-        object.__setattr__(self, "data_shape", tuple(int(s) for s in shape))
-        if not _is_int(self.latent_dim) or self.latent_dim < 1:
-            raise ValueError(f"GAN.latent_dim must be an int >= 1, got {self.latent_dim!r}")
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(
-                f"GAN.architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
-            )
+        label = self._label
+        check_choice(label("architecture"), self.architecture, ARCHITECTURES)
+        check_int(label("latent_dim"), self.latent_dim)
         for name in ("generator_features", "discriminator_features"):
-            object.__setattr__(self, name, _check_widths(name, getattr(self, name)))
+            object.__setattr__(self, name, _check_widths(label(name), getattr(self, name)))
         for name in ("generator_activation", "discriminator_activation"):
-            if getattr(self, name) not in ACTIVATIONS:
-                raise ValueError(
-                    f"GAN.{name} must be one of {sorted(ACTIVATIONS)}, got {getattr(self, name)!r}"
-                )
-        if self.output not in OUTPUTS:
-            raise ValueError(f"GAN.output must be one of {OUTPUTS}, got {self.output!r}")
+            check_choice(label(name), getattr(self, name), sorted(ACTIVATIONS))
+        check_choice(label("output"), self.output, OUTPUTS)
         for name in ("generator_norm", "discriminator_norm"):
-            if getattr(self, name) not in NORMS:
-                raise ValueError(f"GAN.{name} must be one of {NORMS}, got {getattr(self, name)!r}")
-        if not _is_int(self.kernel_size) or self.kernel_size < 1:
-            raise ValueError(f"GAN.kernel_size must be an int >= 1, got {self.kernel_size!r}")
+            check_choice(label(name), getattr(self, name), NORMS)
+        check_int(label("kernel_size"), self.kernel_size)
         if not isinstance(self.spectral_norm, bool):
-            raise ValueError(f"GAN.spectral_norm must be a bool, got {self.spectral_norm!r}")
+            raise ValueError(f"{label('spectral_norm')} must be a bool, got {self.spectral_norm!r}")
         if self.loss not in LOSSES:
-            raise ValueError(f"GAN.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        for name in ("r1_gamma", "gp_weight"):
+            raise ValueError(
+                f"{label('loss')} must be one of {', '.join(LOSSES)}, got {self.loss!r}"
+            )
+        for name in ("gp_weight", "r1_gamma"):
+            _check_weight(label(name), getattr(self, name))
+        check_int(label("r1_steps"), self.r1_steps, minimum=0)
+        check_int(label("d_steps"), self.d_steps)
+        check_float(label("ema_decay"), self.ema_decay, 0, 1, high_open=True)
+        for name in ("d_learning_rate", "g_learning_rate"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not (
-                isinstance(value, int | float) and math.isfinite(value) and value >= 0
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value > 0)
             ):
-                raise ValueError(f"GAN.{name} must be a finite number >= 0, got {value!r}")
-        if not _is_int(self.r1_steps) or self.r1_steps < 0:
-            raise ValueError(f"GAN.r1_steps must be an int >= 0, got {self.r1_steps!r}")
-        if not _is_int(self.d_steps) or self.d_steps < 1:
-            raise ValueError(f"GAN.d_steps must be an int >= 1, got {self.d_steps!r}")
-        if not isinstance(self.ema_decay, int | float) or not 0 <= self.ema_decay < 1:
-            raise ValueError(f"GAN.ema_decay must be in [0, 1), got {self.ema_decay!r}")
-        if self.architecture == "dcgan":
-            if len(self.data_shape) != 3:
                 raise ValueError(
-                    f"GAN.data_shape must be (H, W, C) for the dcgan architecture, got "
-                    f"{self.data_shape} (flatten images only for 'mlp'; set data.flatten=false)"
+                    f"{label(name)} must be a finite number > 0 (or None), got {value!r}"
                 )
-            stages = max(len(self.generator_features), len(self.discriminator_features))
-            check_image_shape(self.data_shape, stages, owner="GAN (dcgan)")
+
+    @classmethod
+    def upgrade_saved(cls, values: dict) -> dict:
+        """A ``config.json`` written before ``loss`` existed held ``non_saturating`` (a
+        boolean): read it as ``loss``, so that such runs still load."""
+        values = dict(values)
+        if "non_saturating" in values and "loss" not in values:
+            values["loss"] = "non_saturating" if values.pop("non_saturating") else "minimax"
+        return values
+
+    @property
+    def non_saturating(self) -> bool:
+        """Read-only, from ``loss``, for code written against the former boolean field: True
+        for ``non_saturating``, False for ``minimax``; the other losses have no such reading."""
+        if self.loss not in _LOGISTIC:
+            raise ValueError(
+                f"{self._label('non_saturating')} has no meaning for loss={self.loss!r}; "
+                f"read {self._label('loss')}"
+            )
+        return self.loss == "non_saturating"
+
+    @property
+    def takes_images(self) -> bool:
+        """The DCGAN reads ``[H, W, C]`` images; the MLP pair flattened vectors."""
+        return self.architecture == "dcgan"
+
+    def objective(self, info: DataInfo) -> GANObjective:
+        """The GAN for data of ``info.shape`` (``ValueError`` naming the field when the
+        architecture cannot take that shape)."""
+        return GANObjective(self, info)
+
+
+def _check_data_shape(config: GANConfig, shape: Any) -> tuple[int, ...]:
+    if (
+        isinstance(shape, str)
+        or not isinstance(shape, Sequence)
+        or not shape
+        or not all(is_int(s) and s >= 1 for s in shape)
+    ):
+        raise ValueError(f"GAN.data_shape must be a non-empty tuple of ints >= 1, got {shape!r}")
+    shape = tuple(int(s) for s in shape)
+    if config.architecture == "dcgan":
+        if len(shape) != 3:
+            raise ValueError(
+                f"{config._label('architecture')}='dcgan' needs images (H, W, C), but the input "
+                f"shape is {shape} (flatten images only for 'mlp'; set data.flatten=false)"
+            )
+        name = max(
+            ("generator_features", "discriminator_features"),
+            key=lambda n: len(getattr(config, n)),
+        )
+        stages = len(getattr(config, name))
+        check_image_shape(shape, stages, owner=f"{config._label(name)} (dcgan)")
+    return shape
+
+
+@dataclasses.dataclass(frozen=True)
+class GAN:
+    """A :class:`GANConfig` for data of one shape: what the module's functions take first
+    (hashable, so it can be a ``jit`` static argument). ``config.objective(info).model`` is
+    one; ``GAN(config, data_shape)`` builds it directly.
+
+    Attributes:
+      config: the hyper-parameters.
+      data_shape: shape of one example: ``(2,)`` for 2-D points, ``(D,)`` flattened images,
+        ``(H, W, C)`` images (``"dcgan"`` needs this form, with ``H`` and ``W`` multiples of
+        ``2^n``, ``n`` the number of stages).
+    """
+
+    config: GANConfig
+    data_shape: tuple[int, ...]
+
+    def __post_init__(self):
+        if not isinstance(self.config, GANConfig):
+            raise ValueError(f"GAN.config must be a GANConfig, got {type(self.config).__name__}")
+        object.__setattr__(self, "data_shape", _check_data_shape(self.config, self.data_shape))
 
     @property
     def data_size(self) -> int:
@@ -303,6 +400,109 @@ class GAN:
 
     def discriminator(self) -> Discriminator:
         return Discriminator(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class GANObjective(Objective):
+    """A :class:`GANConfig` built for data described by ``info``: the two players' losses,
+    the initialisation, the engine's :class:`~genjax.task.Task` and the trained model's
+    functions on the engine's parameters ``{"disc": ..., "gen": ...}``.
+
+    Attributes:
+      config: the hyper-parameters.
+      info: the data's description (``info.shape`` is the shape of one example).
+      model: the :class:`GAN` the module's functions take.
+    """
+
+    config: GANConfig
+    info: DataInfo
+    model: GAN = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "model", GAN(self.config, self.info.shape))
+
+    # The engine's functions. -------------------------------------------------------------
+
+    def init(self, rng: jax.Array, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """The initial parameters (:func:`init`)."""
+        return init(self.model, rng, batch)
+
+    def init_model_state(self, rng: jax.Array, batch: Mapping[str, Any], params) -> dict:
+        """The non-gradient state (:func:`init_model_state`)."""
+        return init_model_state(self.model, rng, batch, params)
+
+    def discriminator_loss(self, params, model_state, batch, rng):
+        """The discriminator player's stateful loss (:func:`discriminator_objective`)."""
+        return discriminator_objective(self.model, params, model_state, batch, rng)
+
+    def generator_loss(self, params, model_state, batch, rng):
+        """The generator player's stateful loss (:func:`generator_objective`)."""
+        return generator_objective(self.model, params, model_state, batch, rng)
+
+    def post_update(self, params, model_state, step) -> dict:
+        """The EMA and R1-phase bookkeeping after a step (:func:`ema_post_update`)."""
+        return ema_post_update(self.model, params, model_state, step)
+
+    def task(self, optimizer: optax.GradientTransformation | Mapping[str, Any]) -> Task:
+        """The two-player task: the discriminator every step, the generator every
+        ``d_steps``-th.
+
+        Args:
+          optimizer: one optax transformation (each player gets its own state of it), or
+            ``{"discriminator": ..., "generator": ...}``, one per player.
+        """
+        if isinstance(optimizer, Mapping):
+            if sorted(optimizer) != sorted(_OPTIMIZER_KEYS):
+                raise ValueError(
+                    f"GANObjective.task: an optimizer mapping must have the keys "
+                    f"{list(_OPTIMIZER_KEYS)}, got {sorted(optimizer)}"
+                )
+            d_opt, g_opt = optimizer["discriminator"], optimizer["generator"]
+        else:
+            d_opt = g_opt = optimizer
+        return Task(
+            init=self.init,
+            players=(
+                Player(DISC, self.discriminator_loss, d_opt, stateful=True),
+                Player(GEN, self.generator_loss, g_opt, every=self.config.d_steps, stateful=True),
+            ),
+            init_model_state=self.init_model_state,
+            post_update=self.post_update,
+        )
+
+    def run_task(self, make_optimizer: OptimizerFactory, steps: int) -> Task:
+        """The task of a ``steps``-step run: the discriminator's optimizer over ``steps``
+        updates at ``d_learning_rate``, the generator's over its own ``max(steps // d_steps,
+        1)`` updates at ``g_learning_rate`` (None: the factory's learning rate)."""
+        c = self.config
+        return self.task(
+            {
+                "discriminator": make_optimizer(steps, c.d_learning_rate),
+                # The generator is updated every d_steps-th step: its schedule spans its own
+                # updates.
+                "generator": make_optimizer(max(steps // c.d_steps, 1), c.g_learning_rate),
+            }
+        )
+
+    # The model's functions on the engine's parameters. -------------------------------------
+
+    def sample(self, params: Mapping[str, Any], model_state: Any, rng: jax.Array, n: int):
+        """``n`` samples ``[n, *info.shape]`` from the generator's EMA weights when the model
+        keeps an EMA (``ema_decay > 0``), else from its raw weights."""
+        variables = sampling_variables(self.model, params, model_state)
+        return sample(self.model, variables, rng, n)
+
+    def sample_raw(self, params: Mapping[str, Any], model_state: Any, rng: jax.Array, n: int):
+        """``n`` samples from the generator's raw (non-EMA) weights."""
+        del model_state
+        return sample(self.model, params[GEN], rng, n)
+
+    def discriminate(self, params: Mapping[str, Any], model_state: Any, x: Any) -> jax.Array:
+        """``D(x)`` on the scale of the loss, ``[B]`` (:func:`discriminate`)."""
+        return discriminate(self.model, params[DISC], model_state, jnp.asarray(x))
+
+    def functions(self) -> tuple[str, ...]:
+        return (*super().functions(), "sample_raw", "discriminate")
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,24 +521,24 @@ class Generator(nn.Module):
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
-        m = self.model
-        if jnp.ndim(z) != 2 or jnp.shape(z)[1] != m.latent_dim:
-            raise ValueError(f"z must have shape [B, {m.latent_dim}], got {jnp.shape(z)}")
-        if m.architecture == "mlp":
+        m, c = self.model, self.model.config
+        if jnp.ndim(z) != 2 or jnp.shape(z)[1] != c.latent_dim:
+            raise ValueError(f"z must have shape [B, {c.latent_dim}], got {jnp.shape(z)}")
+        if c.architecture == "mlp":
             out = MLP(
-                (*m.generator_features, m.data_size), activation=m.generator_activation, name="mlp"
+                (*c.generator_features, m.data_size), activation=c.generator_activation, name="mlp"
             )(z)
         else:
             out = ConvDecoder(
                 m.data_shape,
-                m.generator_features,
-                kernel_size=m.kernel_size,
-                activation=m.generator_activation,
-                norm=m.generator_norm,
+                c.generator_features,
+                kernel_size=c.kernel_size,
+                activation=c.generator_activation,
+                norm=c.generator_norm,
                 name="deconv",
             )(z)
         out = out.reshape(z.shape[0], *m.data_shape)
-        return _OUTPUT_FNS[m.output](out)
+        return _OUTPUT_FNS[c.output](out)
 
 
 class _DiscriminatorNet(nn.Module):
@@ -346,18 +546,18 @@ class _DiscriminatorNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        m = self.model
-        if m.architecture == "mlp":
+        c = self.model.config
+        if c.architecture == "mlp":
             h = x.reshape(x.shape[0], -1)
             out = MLP(
-                (*m.discriminator_features, 1), activation=m.discriminator_activation, name="mlp"
+                (*c.discriminator_features, 1), activation=c.discriminator_activation, name="mlp"
             )(h)
         else:
             h = ConvEncoder(
-                m.discriminator_features,
-                kernel_size=m.kernel_size,
-                activation=m.discriminator_activation,
-                norm=m.discriminator_norm,
+                c.discriminator_features,
+                kernel_size=c.kernel_size,
+                activation=c.discriminator_activation,
+                norm=c.discriminator_norm,
                 name="conv",
             )(x)
             out = nn.Dense(1, name="head")(h.reshape(h.shape[0], -1))
@@ -367,10 +567,10 @@ class _DiscriminatorNet(nn.Module):
 class Discriminator(nn.Module):
     """``x [B, *data_shape] -> logits [B]``, optionally spectrally normalised.
 
-    With ``model.spectral_norm`` the whole network is wrapped in ``flax.linen.SpectralNorm``,
-    which normalises each of its kernels (convolution kernels reshaped to matrices) and keeps
-    the power-iteration vectors in the ``"batch_stats"`` collection; ``update_stats=True``
-    advances them (apply with ``mutable=["batch_stats"]``).
+    With ``model.config.spectral_norm`` the whole network is wrapped in
+    ``flax.linen.SpectralNorm``, which normalises each of its kernels (convolution kernels
+    reshaped to matrices) and keeps the power-iteration vectors in the ``"batch_stats"``
+    collection; ``update_stats=True`` advances them (apply with ``mutable=["batch_stats"]``).
 
     Attributes:
       model: the :class:`GAN` description.
@@ -387,7 +587,7 @@ class Discriminator(nn.Module):
                 f"got {tuple(jnp.shape(x))}"
             )
         net = _DiscriminatorNet(m, name="net")
-        if m.spectral_norm:
+        if m.config.spectral_norm:
             return nn.SpectralNorm(net, name="sn")(x, update_stats=update_stats)
         return net(x)
 
@@ -413,20 +613,20 @@ def _check_batch_x(model: GAN, batch: Mapping[str, Any], fn: str) -> jax.Array:
 @functools.partial(jax.jit, static_argnums=0)
 def _init_variables(model: GAN, rng: jax.Array):
     k_disc, k_gen = jax.random.split(rng)
-    z = jnp.zeros((1, model.latent_dim), jnp.float32)
+    z = jnp.zeros((1, model.config.latent_dim), jnp.float32)
     x = jnp.zeros((1, *model.data_shape), jnp.float32)
     gen = model.generator().init(k_gen, z)
     disc = model.discriminator().init(k_disc, x)
     return disc, gen
 
 
-def init(rng: jax.Array, example_batch: Mapping[str, Any], model: GAN) -> dict[str, Any]:
+def init(model: GAN, rng: jax.Array, example_batch: Mapping[str, Any]) -> dict[str, Any]:
     """Initial parameters ``{"disc": {"params": ...}, "gen": {"params": ...}}``.
 
     Args:
+      model: the :class:`GAN` (``functools.partial(init, model)`` is the engine's init).
       rng: a ``jax.random`` key.
       example_batch: ``{"x": [B, *data_shape]}`` (only the shape is used).
-      model: the :class:`GAN` (bind it with ``functools.partial(init, model=model)``).
     """
     _check_batch_x(model, example_batch, "gan.init")
     disc, gen = _init_variables(model, rng)
@@ -434,26 +634,28 @@ def init(rng: jax.Array, example_batch: Mapping[str, Any], model: GAN) -> dict[s
 
 
 def init_model_state(
-    rng: jax.Array, example_batch: Mapping[str, Any], params: Mapping[str, Any], model: GAN
+    model: GAN, rng: jax.Array, example_batch: Mapping[str, Any], params: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The non-gradient state: ``{"sn": power-iteration vectors}`` with spectral normalisation,
     ``{"ema": a copy of the generator's variables}`` with an EMA, ``{"step": int32 0}`` with a
-    limited R1 phase (``r1_steps > 0``); ``{}`` with none of these."""
+    limited R1 phase (``r1_steps > 0``); ``{}`` with none of these. ``functools.partial(
+    init_model_state, model)`` is the engine's ``init_model_state``."""
     del example_batch
+    c = model.config
     state: dict[str, Any] = {}
-    if model.r1_gamma > 0 and model.r1_steps > 0:
+    if c.r1_gamma > 0 and c.r1_steps > 0:
         state["step"] = jnp.zeros((), jnp.int32)
-    if model.spectral_norm:
+    if c.spectral_norm:
         disc, _ = _init_variables(model, rng)
         state["sn"] = disc["batch_stats"]
-    if model.ema_decay > 0:
+    if c.ema_decay > 0:
         state["ema"] = jax.tree.map(jnp.array, dict(params[GEN]))
     return state
 
 
 def sample_latent(model: GAN, rng: jax.Array, n: int) -> jax.Array:
     """``z ~ N(0, I)``, float32 ``[n, latent_dim]``."""
-    return jax.random.normal(rng, (n, model.latent_dim), jnp.float32)
+    return jax.random.normal(rng, (n, model.config.latent_dim), jnp.float32)
 
 
 def generate(model: GAN, gen_variables: Mapping[str, Any], z: jax.Array) -> jax.Array:
@@ -463,7 +665,7 @@ def generate(model: GAN, gen_variables: Mapping[str, Any], z: jax.Array) -> jax.
 
 def _sn_variables(model: GAN, disc_variables, model_state) -> dict[str, Any]:
     variables = {"params": disc_variables["params"]}
-    if model.spectral_norm:
+    if model.config.spectral_norm:
         variables["batch_stats"] = model_state["sn"]
     return variables
 
@@ -484,7 +686,7 @@ def discriminate(
     others (a score for ``"hinge"`` and ``"wgan_gp"``; for ``"least_squares"`` a value whose
     optimum is ``p_data / (p_data + p_g)``)."""
     logits = discriminator_logits(model, disc_variables, model_state, x)
-    return jax.nn.sigmoid(logits) if model.loss in _LOGISTIC else logits
+    return jax.nn.sigmoid(logits) if model.config.loss in _LOGISTIC else logits
 
 
 def r1_penalty(
@@ -519,8 +721,8 @@ def discriminator_objective(
 
     ``mean_b l_D(D(x_b), D(G(z_b))) [+ mean_b gp_weight (||grad D(x_hat_b)|| - 1)^2]
     + r1_gamma / 2 * mean_b ||grad D(x_b)||^2`` with ``z_b ~ N(0, I)``, one per real example,
-    ``l_D`` the discriminator loss of ``model.loss`` (the module docstring's list) and the
-    gradient penalty for ``"wgan_gp"`` only (``x_hat_b`` from ``losses.gradient_penalty``, its
+    ``l_D`` the discriminator loss of ``model.config.loss`` (the module docstring's list) and
+    the gradient penalty for ``"wgan_gp"`` only (``x_hat_b`` from ``losses.gradient_penalty``, its
     interpolation weights drawn from ``fold_in(rng, 1)``; ``z`` is drawn from ``rng``). With
     spectral normalisation the real and generated examples go through the discriminator in
     one call that advances the power-iteration vectors (returned in the new model state); the
@@ -537,13 +739,14 @@ def discriminator_objective(
       the R1 phase).
     """
     x = _check_batch_x(model, batch, "gan.discriminator_objective")
+    c = model.config
     b = x.shape[0]
     z = sample_latent(model, rng, b)
     fake = jax.lax.stop_gradient(generate(model, params[GEN], z)).astype(x.dtype)
     both = jnp.concatenate([x, fake], axis=0)
     disc = model.discriminator()
     new_state = dict(model_state)
-    if model.spectral_norm:
+    if c.spectral_norm:
         logits, updates = disc.apply(
             _sn_variables(model, params[DISC], model_state),
             both,
@@ -554,9 +757,9 @@ def discriminator_objective(
     else:
         logits = disc.apply({"params": params[DISC]["params"]}, both)
     real_logits, fake_logits = logits[:b], logits[b:]
-    d_loss, _ = _LOSS_FNS[model.loss]
+    d_loss, _ = _LOSS_FNS[c.loss]
     loss = jnp.mean(d_loss(real_logits, fake_logits))
-    if model.loss in _LOGISTIC:
+    if c.loss in _LOGISTIC:
         metrics = {
             "gan_value": jnp.mean(L.gan_value(real_logits, fake_logits)),
             "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
@@ -564,29 +767,29 @@ def discriminator_objective(
         }
     else:
         metrics = {"real_score": jnp.mean(real_logits), "fake_score": jnp.mean(fake_logits)}
-    if model.loss == "wgan_gp":
+    if c.loss == "wgan_gp":
 
         def critic(inputs):
             return discriminator_logits(model, params[DISC], model_state, inputs)
 
         gp_rng = jax.random.fold_in(rng, 1)
-        gp = jnp.mean(L.gradient_penalty(critic, x, fake, gp_rng, model.gp_weight))
+        gp = jnp.mean(L.gradient_penalty(critic, x, fake, gp_rng, c.gp_weight))
         gp = gp.astype(loss.dtype)
         loss = loss + gp
         metrics["wasserstein"] = metrics["real_score"] - metrics["fake_score"]
         metrics["gradient_penalty"] = gp
-    if model.r1_gamma > 0:
+    if c.r1_gamma > 0:
 
         def penalty():
             return jnp.mean(r1_penalty(model, params[DISC], model_state, x)).astype(loss.dtype)
 
-        if model.r1_steps > 0:
+        if c.r1_steps > 0:
             # lax.cond runs one branch: no double backward pass once the phase is over.
-            active = model_state["step"] < model.r1_steps
+            active = model_state["step"] < c.r1_steps
             r1 = jax.lax.cond(active, penalty, lambda: jnp.zeros((), loss.dtype))
-            weight = jnp.where(active, 0.5 * model.r1_gamma, 0.0)
+            weight = jnp.where(active, 0.5 * c.r1_gamma, 0.0)
         else:
-            r1, weight = penalty(), 0.5 * model.r1_gamma
+            r1, weight = penalty(), 0.5 * c.r1_gamma
         loss = loss + weight * r1
         metrics["r1"] = r1
     return loss, (metrics, new_state)
@@ -600,7 +803,7 @@ def generator_objective(
     rng: jax.Array,
 ) -> tuple[jax.Array, tuple[dict[str, jax.Array], dict[str, Any]]]:
     """The generator's loss on one batch: ``mean_b l_G(D(G(z_b)))``, ``B`` draws, ``l_G`` the
-    generator loss of ``model.loss`` (the module docstring's list).
+    generator loss of ``model.config.loss`` (the module docstring's list).
 
     ``B`` is the real batch's size (the real examples themselves are not used). The
     power-iteration vectors are read, not advanced.
@@ -610,12 +813,13 @@ def generator_objective(
       ``"minimax"`` and ``"non_saturating"``, ``fake_score`` (mean raw ``D(G(z))``) otherwise.
     """
     x = _check_batch_x(model, batch, "gan.generator_objective")
+    c = model.config
     z = sample_latent(model, rng, x.shape[0])
     fake = generate(model, params[GEN], z).astype(x.dtype)
     logits = discriminator_logits(model, params[DISC], model_state, fake)
-    _, g_loss = _LOSS_FNS[model.loss]
+    _, g_loss = _LOSS_FNS[c.loss]
     loss = jnp.mean(g_loss(logits))
-    if model.loss in _LOGISTIC:
+    if c.loss in _LOGISTIC:
         metrics = {"d_fake": jnp.mean(jax.nn.sigmoid(logits))}
     else:
         metrics = {"fake_score": jnp.mean(logits)}
@@ -633,8 +837,8 @@ def ema_post_update(
         model_state["step"] = jnp.asarray(step + 1, jnp.int32)
     if "ema" not in model_state:
         return model_state
-    decay = model.ema_decay
-    updated = (step + 1) % model.d_steps == 0
+    decay = model.config.ema_decay
+    updated = (step + 1) % model.config.d_steps == 0
     ema = jax.tree.map(
         lambda e, g: jnp.where(updated, decay * e + (1.0 - decay) * g.astype(e.dtype), e),
         model_state["ema"],
@@ -647,16 +851,14 @@ def sampling_variables(
     model: GAN, params: Mapping[str, Any], model_state: Mapping[str, Any]
 ) -> Mapping[str, Any]:
     """The generator variables to sample with: the EMA if the model keeps one, else ``gen``."""
-    if model.ema_decay > 0 and "ema" in model_state:
+    if model.config.ema_decay > 0 and "ema" in model_state:
         return model_state["ema"]
     return params[GEN]
 
 
 def sample(model: GAN, gen_variables: Mapping[str, Any], rng: jax.Array, n: int) -> jax.Array:
     """``n`` samples ``G(z)``, ``z ~ N(0, I)``: ``[n, *data_shape]``."""
-    if not _is_int(n) or n < 1:
-        raise ValueError(f"gan.sample: n must be an int >= 1, got {n!r}")
-    return _sample(model, gen_variables, rng, int(n))
+    return _sample(model, gen_variables, rng, check_int("gan.sample: n", n))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))

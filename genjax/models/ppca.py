@@ -11,17 +11,29 @@ Reference: M. E. Tipping and C. M. Bishop, "Probabilistic Principal Component An
 Journal of the Royal Statistical Society B 61(3), 611-622, 1999 ("T&B" below; equation numbers
 are theirs).
 
-Every function here takes and returns one parameter type, :class:`PPCAParams`. Three ways to fit:
+The fitted parameters are one type, :class:`PPCAParams` (``W``, ``mu``, ``sigma2``). Three ways
+to fit:
 
 * :func:`fit_closed_form` -- the maximum-likelihood solution (T&B eqs. 7-8) from the spectrum of
   the sample covariance, obtained from a thin SVD of the centred data or from the smaller Gram
   matrix, never from a ``D x D`` matrix when ``N < D``.
 * :func:`fit_em` -- T&B's EM updates (eqs. 29-30), jit-compiled as one ``lax.scan``.
-* gradients -- the Flax module :class:`PPCA` with :func:`init` / :func:`objective` for the
-  training engine (``objective(params, batch, rng) -> (loss, metrics)``).
+* gradients -- :class:`PPCAConfig` ``.objective(info)`` (a :class:`PPCAObjective`: the Flax
+  module :class:`PPCA`, :func:`init` / :func:`objective` and the engine's task), as every
+  family of :mod:`genjax.models.base`.
 
-Inference and generation: :func:`posterior`, :func:`encode`, :func:`reconstruct`, :func:`sample`,
-:func:`log_likelihood`; model selection: :func:`select_latent_dim`.
+Inference and generation take the model first, as in every family: ``(model, params, ...)``,
+then data, then ``rng`` -- :func:`posterior`, :func:`encode`, :func:`reconstruct`,
+:func:`log_likelihood`, :func:`sample`. ``model`` is a :class:`PPCA` module (``D``, ``q`` and
+the ``sigma2`` floor); ``params`` is a :class:`PPCAParams` (from a fit) or the module's
+variables (what gradient training holds, read with the model's floor), and must match the
+model's shapes::
+
+    params = fit_closed_form(x, latent_dim=10)
+    model = PPCA(data_dim=x.shape[1], latent_dim=10)
+    samples = sample(model, params, jax.random.key(0), 100)
+
+Model selection: :func:`select_latent_dim`.
 
 Public functions validate concrete inputs (shapes, ``latent_dim`` range, number of examples,
 NaN/inf) and raise ``ValueError`` naming the problem; under ``jax.jit`` tracing only the shape
@@ -30,10 +42,11 @@ checks run.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import flax.linen as nn
 import jax
@@ -43,11 +56,16 @@ import numpy as np
 from flax import struct
 
 from genjax import losses as L
+from genjax._checks import check_int
 from genjax._checks import is_concrete as _is_concrete
+from genjax.models.base import DataInfo, ModelConfig, Objective, single
+from genjax.task import Task
 
 __all__ = [
     "PPCA",
     "SIGMA2_FLOOR",
+    "PPCAConfig",
+    "PPCAObjective",
     "PPCAParams",
     "encode",
     "fit_closed_form",
@@ -157,7 +175,9 @@ def _check_latent_dim(latent_dim: Any, data_dim: int, num_examples: int | None) 
 
 def _check_params(params: PPCAParams, data_dim: int | None = None) -> None:
     if not isinstance(params, PPCAParams):
-        raise ValueError(f"params must be a PPCAParams; got {type(params).__name__}")
+        raise ValueError(
+            f"params must be a PPCAParams or PPCA variables; got {type(params).__name__}"
+        )
     W, mu, sigma2 = params.W, params.mu, params.sigma2
     if W.ndim != 2:
         raise ValueError(f"params.W must be 2-D [data_dim, latent_dim]; got shape {W.shape}")
@@ -177,10 +197,42 @@ def _check_params(params: PPCAParams, data_dim: int | None = None) -> None:
         )
 
 
-def _as_data_for(params: PPCAParams, x: Any, name: str = "x") -> jax.Array:
+def _check_model(model: Any) -> PPCA:
+    """Checks that ``model`` is a :class:`PPCA` module with ``1 <= latent_dim < data_dim``."""
+    if not isinstance(model, PPCA):
+        raise ValueError(
+            f"model must be a ppca.PPCA module (e.g. PPCAObjective.model); "
+            f"got {type(model).__name__}"
+        )
+    if isinstance(model.data_dim, bool) or not isinstance(model.data_dim, int | np.integer):
+        raise ValueError(f"model.data_dim must be an int; got {model.data_dim!r}")
+    _check_latent_dim(model.latent_dim, int(model.data_dim), None)
+    return model
+
+
+def _model_params(model: Any, params: Any) -> PPCAParams:
+    """``params`` (a :class:`PPCAParams` or :class:`PPCA` variables) as :class:`PPCAParams`,
+    checked against ``model``'s shapes."""
+    _check_model(model)
+    if isinstance(params, Mapping):
+        params = params_from_variables(params, sigma2_floor=model.sigma2_floor)
+    _check_params(params)
+    want = (int(model.data_dim), int(model.latent_dim))
+    if tuple(params.W.shape) != want:
+        raise ValueError(
+            f"params are for data_dim={params.data_dim}, latent_dim={params.latent_dim} "
+            f"(params.W has shape {tuple(params.W.shape)}) but the model is "
+            f"PPCA(data_dim={want[0]}, latent_dim={want[1]})"
+        )
+    return params
+
+
+def _as_data_for(model: Any, params: Any, x: Any, name: str = "x") -> tuple[PPCAParams, jax.Array]:
+    """Checks ``model``, ``params`` and data ``x`` ``[B, D]`` against each other."""
+    params = _model_params(model, params)
     x = _as_data(x, name)
     _check_params(params, x.shape[1])
-    return x
+    return params, x
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,14 +513,15 @@ def fit_em(
 # --------------------------------------------------------------------------------------------
 
 
-def log_likelihood(params: PPCAParams, x: Any) -> jax.Array:
+def log_likelihood(model: PPCA, params: PPCAParams | Mapping[str, Any], x: Any) -> jax.Array:
     """Per-example ``log N(x_n; mu, W W^T + sigma2 I)``, ``[B]`` (T&B eq. 4), via Woodbury.
 
     Args:
-      params: :class:`PPCAParams` with ``W`` ``[D, q]``.
+      model: the :class:`PPCA` module (``D``, ``q``, the ``sigma2`` floor).
+      params: :class:`PPCAParams` with ``W`` ``[D, q]``, or the module's variables.
       x: ``[B, D]`` float.
     """
-    x = _as_data_for(params, x)
+    params, x = _as_data_for(model, params, x)
     return _log_likelihood(params, x)
 
 
@@ -477,17 +530,20 @@ def _log_likelihood(params: PPCAParams, x: jax.Array) -> jax.Array:
     return L.ppca_log_likelihood(x, params.W, params.mu, params.sigma2)
 
 
-def posterior(params: PPCAParams, x: Any) -> tuple[jax.Array, jax.Array]:
+def posterior(
+    model: PPCA, params: PPCAParams | Mapping[str, Any], x: Any
+) -> tuple[jax.Array, jax.Array]:
     """The posterior ``p(z | x) = N(M^{-1} W^T (x - mu), sigma2 M^{-1})`` (T&B eqs. 15-16).
 
     Args:
-      params: :class:`PPCAParams` with ``W`` ``[D, q]``.
+      model: the :class:`PPCA` module.
+      params: :class:`PPCAParams` with ``W`` ``[D, q]``, or the module's variables.
       x: ``[B, D]`` float.
 
     Returns:
       ``(mean [B, q], cov [q, q])``; the covariance is the same for every example.
     """
-    x = _as_data_for(params, x)
+    params, x = _as_data_for(model, params, x)
     return _posterior(params, x)
 
 
@@ -496,13 +552,17 @@ def _posterior(params: PPCAParams, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return L.ppca_posterior(x, params.W, params.mu, params.sigma2)
 
 
-def encode(params: PPCAParams, x: Any) -> jax.Array:
-    """The posterior mean ``E[z | x] = M^{-1} W^T (x - mu)``, ``[B, q]``."""
-    return posterior(params, x)[0]
+def encode(model: PPCA, params: PPCAParams | Mapping[str, Any], x: Any) -> jax.Array:
+    """The posterior mean ``E[z | x] = M^{-1} W^T (x - mu)``, ``[B, q]`` (see :func:`posterior`)."""
+    return posterior(model, params, x)[0]
 
 
 def reconstruct(
-    params: PPCAParams, x: Any, *, kind: Literal["posterior", "orthogonal"] = "posterior"
+    model: PPCA,
+    params: PPCAParams | Mapping[str, Any],
+    x: Any,
+    *,
+    kind: Literal["posterior", "orthogonal"] = "posterior",
 ) -> jax.Array:
     """Maps ``x`` ``[B, D]`` to the latent space and back, ``[B, D]``.
 
@@ -514,10 +574,12 @@ def reconstruct(
     ``kind="orthogonal"``: ``x_hat = W (W^T W)^{-1} M E[z | x] + mu = W (W^T W)^{-1} W^T (x - mu)
     + mu``, the orthogonal projection onto the principal subspace (T&B section 3.3), i.e. the
     standard PCA reconstruction.
+
+    ``model`` and ``params`` as in :func:`posterior`.
     """
     if kind not in ("posterior", "orthogonal"):
         raise ValueError(f"kind must be 'posterior' or 'orthogonal'; got {kind!r}")
-    x = _as_data_for(params, x)
+    params, x = _as_data_for(model, params, x)
     return _reconstruct(params, x, kind)
 
 
@@ -531,15 +593,18 @@ def _reconstruct(params: PPCAParams, x: jax.Array, kind: str) -> jax.Array:
     return coef.T @ W.T + mu
 
 
-def sample(params: PPCAParams, rng: jax.Array, n: int) -> jax.Array:
+def sample(
+    model: PPCA, params: PPCAParams | Mapping[str, Any], rng: jax.Array, n: int
+) -> jax.Array:
     """``n`` draws from ``p(x)``, ``[n, D]``: ``z ~ N(0, I)``, ``x = W z + mu + sqrt(sigma2) eps``.
 
     Args:
-      params: :class:`PPCAParams`.
+      model: the :class:`PPCA` module.
+      params: :class:`PPCAParams`, or the module's variables.
       rng: a ``jax.random`` key.
       n: the number of samples (static: the output shape).
     """
-    _check_params(params)
+    params = _model_params(model, params)
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
         raise ValueError(f"n must be a non-negative int; got {n!r}")
     return _sample(params, rng, int(n))
@@ -637,6 +702,10 @@ class PPCA(nn.Module):
     Parameters (in ``variables["params"]``): ``"W"`` ``[D, q]`` (init ``N(0, 1/q)`` entries),
     ``"mu"`` ``[D]`` (init 0) and ``"sigma2_unconstrained"`` ``[]``, mapped to the noise variance
     by ``sigma2 = softplus(sigma2_unconstrained) + sigma2_floor`` (init so that ``sigma2 = 1``).
+
+    The module is also the ``model`` argument of :func:`sample`, :func:`encode`,
+    :func:`reconstruct`, :func:`posterior` and :func:`log_likelihood` (for fitted
+    :class:`PPCAParams` too: ``PPCA(data_dim=D, latent_dim=q)``).
 
     Attributes:
       data_dim: ``D``.
@@ -738,3 +807,132 @@ def objective(
     module = PPCA(data_dim=p.data_dim, latent_dim=p.latent_dim, sigma2_floor=sigma2_floor)
     mean_ll = jnp.mean(module.apply(variables, batch["x"]))
     return -mean_ll, {"log_likelihood": mean_ll, "sigma2": p.sigma2}
+
+
+# --------------------------------------------------------------------------------------------
+# The family's contract (genjax.models.base): hyper-parameters and the engine's objective
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PPCAConfig(ModelConfig):
+    """PPCA trained by gradients: the hyper-parameters.
+
+    ``objective(info)`` builds :class:`PPCA` for vector data ``[D]`` (``latent_dim < D``) and
+    the engine's task: full-covariance maximum likelihood, ``loss = -mean_b log p(x_b)``
+    (:func:`objective`). Training for two steps and sampling::
+
+        >>> import jax, optax
+        >>> from genjax.models import ppca
+        >>> from genjax.models.base import DataInfo
+        >>> from genjax.train import Engine, init_state
+        >>> objective = ppca.PPCAConfig(latent_dim=2).objective(DataInfo(shape=(8,)))
+        >>> task = objective.task(optax.adam(1e-2))
+        >>> batch = {"x": jax.random.normal(jax.random.key(0), (32, 8))}
+        >>> state = init_state(task, jax.random.PRNGKey(0), batch)
+        >>> engine = Engine(task)
+        >>> for _ in range(2):
+        ...     state, metrics = engine.step(state, batch)
+        >>> sorted(metrics)
+        ['log_likelihood', 'loss', 'nonfinite', 'sigma2']
+        >>> objective.sample(state.params, state.model_state, jax.random.key(1), 5).shape
+        (5, 8)
+        >>> objective.encode(state.params, state.model_state, batch["x"]).shape
+        (32, 2)
+
+    Attributes:
+      latent_dim: q, the number of latent dimensions (1 <= q < D).
+    """
+
+    family: ClassVar[str] = "ppca"
+
+    latent_dim: int = 10
+
+    def __post_init__(self):
+        check_int(self._label("latent_dim"), self.latent_dim, 1)
+
+    @classmethod
+    def upgrade_saved(cls, values: dict) -> dict:
+        """Configs saved before the split kept the evaluation settings ``em_steps`` and
+        ``select_q`` in the model section (they are the experiment's ``eval`` section now)."""
+        return {k: v for k, v in values.items() if k not in ("em_steps", "select_q")}
+
+    def objective(self, info: DataInfo) -> PPCAObjective:
+        """The :class:`PPCA` module and loss for vector data of ``info.shape == (D,)``."""
+        if len(info.shape) != 1:
+            raise ValueError(
+                f"PPCA needs vector inputs [D]; got inputs of shape {info.shape} for "
+                f"{info.label} (flatten them: data.flatten=true in the command)"
+            )
+        (d,) = info.shape
+        if self.latent_dim >= d:
+            raise ValueError(
+                f"{self._label('latent_dim')}={self.latent_dim} must be smaller than the data "
+                f"dimension {d} of {info.label} (PPCA needs at least one discarded direction "
+                f"for the noise variance)"
+            )
+        return PPCAObjective(self, info, PPCA(data_dim=d, latent_dim=self.latent_dim))
+
+
+@dataclasses.dataclass(frozen=True)
+class PPCAObjective(Objective):
+    """:class:`PPCA` trained by gradients on data of ``info.shape == (D,)`` (one player).
+
+    Attributes:
+      config: the :class:`PPCAConfig`.
+      info: the data's :class:`~genjax.models.base.DataInfo`.
+      model: the :class:`PPCA` module, the first argument of this module's functions.
+    """
+
+    config: PPCAConfig
+    info: DataInfo
+    model: PPCA
+
+    def init(self, rng: jax.Array, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """The module's initial variables (:func:`init`) for a batch ``{"x": [B, D]}``."""
+        x = batch["x"]
+        if tuple(jnp.shape(x)[1:]) != self.info.shape:
+            raise ValueError(
+                f'PPCAObjective.init: batch["x"] must have shape [B, {self.model.data_dim}] '
+                f"(the objective was built for {self.info.shape}); got {jnp.shape(x)}"
+            )
+        return init(rng, batch, self.model.latent_dim, sigma2_floor=self.model.sigma2_floor)
+
+    def loss(self, params: Mapping[str, Any], batch: Mapping[str, Any], rng: jax.Array):
+        """The engine's loss on the module's variables: :func:`objective`."""
+        return objective(params, batch, rng, sigma2_floor=self.model.sigma2_floor)
+
+    def task(self, optimizer) -> Task:
+        """One player, ``"model"``, trained with ``optimizer``."""
+        return Task.from_loss(self.init, self.loss, optimizer)
+
+    # On the engine's parameters, {"model": variables}. --------------------------------------
+
+    def functions(self) -> tuple[str, ...]:
+        """The contract's methods, and ``log_likelihood`` and ``ppca_params``."""
+        return (*super().functions(), "log_likelihood", "ppca_params")
+
+    def ppca_params(self, params: Mapping[str, Any], model_state: Any = None) -> PPCAParams:
+        """The trained :class:`PPCAParams` (``W``, ``mu``, ``sigma2``)."""
+        del model_state
+        return _model_params(self.model, single(params))
+
+    def sample(self, params, model_state, rng, n):
+        """``n`` draws from ``p(x)``, ``[n, D]`` (:func:`sample`)."""
+        del model_state
+        return sample(self.model, single(params), rng, n)
+
+    def encode(self, params, model_state, x):
+        """``E[z | x]``, ``[B, q]`` (:func:`encode`)."""
+        del model_state
+        return encode(self.model, single(params), x)
+
+    def reconstruct(self, params, model_state, x, kind="posterior"):
+        """``x`` through the latent space and back, ``[B, D]`` (:func:`reconstruct`)."""
+        del model_state
+        return reconstruct(self.model, single(params), x, kind=kind)
+
+    def log_likelihood(self, params, model_state, x):
+        """Per-example ``log p(x)``, ``[B]`` (:func:`log_likelihood`)."""
+        del model_state
+        return log_likelihood(self.model, single(params), x)

@@ -14,10 +14,14 @@ behind a start token ``BOS = K``, and attention is masked to positions ``<= i``,
 logits at position ``i`` depend only on ``c_<i`` (a test checks this by perturbation).
 
 Functions: :func:`log_prob` (``[B]`` nats), :func:`bits_per_code` (the reported negative
-log-likelihood, ``-log2 p(c) / S`` averaged over examples), :class:`PriorObjective` (the
+log-likelihood, ``-log2 p(c) / S`` averaged over examples), :class:`PriorLoss` (the
 engine's loss), and :func:`sample`, which draws all ``S`` positions one after another inside
 one ``lax.fori_loop`` under ``jit`` (each iteration re-runs the network on the partial
 sequence: ``S`` forward passes of a short sequence, no cache needed at these sizes).
+
+The VQ-VAE family trains this prior in the second phase of its task, on the code maps of the
+frozen VQ-VAE (:meth:`genjax.models.vqvae.VQVAEObjective.two_phase_task`; its size is set by
+``VQVAEConfig.prior_width``, ``prior_depth`` and ``prior_heads``).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from jax import lax
 
 from genjax._checks import check_int
 
-__all__ = ["CausalTransformer", "PriorObjective", "bits_per_code", "log_prob", "sample"]
+__all__ = ["CausalTransformer", "PriorLoss", "bits_per_code", "log_prob", "sample"]
 
 _LN2 = math.log(2.0)
 
@@ -173,7 +177,7 @@ def sample(
 
 
 @dataclasses.dataclass(frozen=True)
-class PriorObjective:
+class PriorLoss:
     """The prior's training loss for the engine: mean ``-log p(c) / S`` (nats per code).
 
     ``init(rng, batch)`` and ``loss(params, batch, rng) -> (loss, metrics)`` read the code maps
@@ -188,8 +192,7 @@ class PriorObjective:
     def __post_init__(self):
         if not isinstance(self.model, CausalTransformer):
             raise ValueError(
-                f"PriorObjective: model must be a CausalTransformer, got "
-                f"{type(self.model).__name__}"
+                f"PriorLoss: model must be a CausalTransformer, got {type(self.model).__name__}"
             )
         self.model.validate()
 

@@ -16,8 +16,9 @@ with the KL in closed form (``losses.gaussian_kl``) and the expectation estimate
 reparameterised sample ``z = mean + exp(log_var / 2) * eps``, ``eps ~ N(0, I)``. Options:
 ``beta`` (Higgins et al., 2017) weights the KL, a linear KL warm-up over the first ``S`` steps
 (Bowman et al., 2016; Sonderby et al., 2016), and free bits (Kingma et al., 2016), all through
-``losses.elbo``. Evaluation reports the plain ELBO (``beta = 1``, no free bits) and the
-importance-weighted bound of Burda et al. (2016) with many samples
+``losses.elbo`` (the warm-up's current weight is the model state of :class:`VAEObjective`).
+Evaluation reports the plain ELBO (``beta = 1``, no free bits) and the importance-weighted
+bound of Burda et al. (2016) with many samples
 (:func:`log_weights` + ``genjax.eval.iwae_log_likelihood``).
 
 Architectures (:class:`VAE` ``architecture``):
@@ -41,10 +42,15 @@ learned ``sigma2_j`` per pixel, independent of ``z``). Learned variances are bou
 ``sigma2 = min_variance + exp(raw)``, because pixels that are constant in the training set would
 otherwise drive their variance, and the likelihood, to infinity.
 
-Every function here takes the module (a hashable description of the architecture) and its
-variables ``params = {"params": ...}`` (as :func:`init` returns and the engine trains).
-Public functions check shapes, and, for concrete arrays, that Bernoulli data lie in
-``[0, 1]``; they raise ``ValueError`` naming the argument.
+Training starts from :class:`VAEConfig` (every hyper-parameter of the model and of its
+objective): ``VAEConfig(...).objective(DataInfo(shape=...))`` is a :class:`VAEObjective`
+whose ``task(optimizer)`` the engine trains (see the example in :class:`VAEConfig`). Every
+function here takes the module (``objective.model``, a hashable description of the
+architecture) and its variables ``params = {"params": ...}`` first, in the order
+``(model, params, data..., rng)``: :func:`sample`, :func:`encode`, :func:`decode`,
+:func:`reconstruct`, :func:`elbo`, :func:`log_weights`. Public functions check shapes, and,
+for concrete arrays, that Bernoulli data lie in ``[0, 1]``; they raise ``ValueError`` naming
+the argument.
 
 References:
   D. P. Kingma, M. Welling, "Auto-Encoding Variational Bayes", ICLR 2014.
@@ -59,49 +65,225 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import losses as L
 from genjax._checks import check_int as _check_count
-from genjax._checks import is_concrete as _is_concrete
-from genjax.nn import MLP, ConvDecoder, ConvEncoder, check_image_shape, get_activation
+from genjax.models import _vae_common as C
+from genjax.models._vae_common import LIKELIHOODS, VARIANCES
+from genjax.models.base import DataInfo, ModelConfig, single
 
 __all__ = [
     "ARCHITECTURES",
     "LIKELIHOODS",
     "VAE",
     "VARIANCES",
+    "VAEConfig",
+    "VAEObjective",
     "check_data",
     "check_model",
-    "decode_mean",
+    "decode",
     "elbo",
     "encode",
     "init",
-    "init_warmup_state",
     "interpolate",
     "kl_weight",
     "log_px_given_z",
     "log_weights",
-    "objective",
+    "loss",
     "reconstruct",
     "sample",
-    "warmup_objective",
-    "warmup_post_update",
 ]
 
 ARCHITECTURES = ("mlp", "conv", "linear")
-LIKELIHOODS = ("bernoulli", "gaussian")
-VARIANCES = ("fixed", "isotropic", "pixel")
 
-_LOG_2PI = math.log(2.0 * math.pi)
+
+# --------------------------------------------------------------------------------------------
+# The hyper-parameters and the engine's objective
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig(C.SavedKeys, ModelConfig):
+    """Hyper-parameters of the VAE and of its training objective.
+
+    Attributes:
+      architecture: mlp | conv | linear (conv needs images [H, W, C], not flattened).
+      hidden: MLP widths or conv channels of the encoder (the decoder mirrors them).
+      latent_dim: q, the latent dimension (>= 1).
+      activation: hidden-layer activation (relu, tanh, elu, ...).
+      likelihood: bernoulli (binary data, or grey levels in [0, 1]) | gaussian.
+      variance: gaussian only: fixed | isotropic (one learned sigma2) | pixel (learned per pixel).
+      fixed_variance: the variance when variance=fixed.
+      min_variance: lower bound of a learned variance.
+      init_variance: initial learned variance (near the data's per-pixel variance).
+      kernel_size: conv kernel size.
+      beta: KL weight (1 = the ELBO; beta-VAE otherwise).
+      warmup_steps: linear KL warm-up from 0 to beta over these steps (0 = none).
+      free_bits: nats per latent dimension not penalised by the KL (0 = off).
+
+    Training a VAE on 64-d inputs with KL warm-up for two updates, then sampling::
+
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from genjax.models import vae
+        >>> from genjax.models.base import DataInfo
+        >>> from genjax.train import Engine, init_state
+        >>> config = vae.VAEConfig(hidden=(32,), latent_dim=2, warmup_steps=10)
+        >>> objective = config.objective(DataInfo(shape=(64,)))
+        >>> engine = Engine(objective.task(optax.adam(1e-3)))
+        >>> batch = {"x": jnp.zeros((8, 64)), "label": jnp.zeros((8,), jnp.int32)}
+        >>> state = init_state(engine.task, jax.random.PRNGKey(0), batch)
+        >>> for _ in range(2):
+        ...     state, metrics = engine.step(state, batch)
+        >>> sorted(metrics)[:4], round(float(state.model_state["kl_weight"]), 6)
+        (['elbo', 'kl', 'kl_weight', 'log_px_given_z'], 0.2)
+        >>> objective.sample(state.params, state.model_state, jax.random.PRNGKey(1), 3).shape
+        (3, 64)
+    """
+
+    family: ClassVar[str] = "vae"
+    moved_to_eval: ClassVar[tuple[str, ...]] = (
+        "elbo_samples",
+        "iwae_samples",
+        "iwae_chunk",
+        "iwae_batch",
+        "iwae_curve",
+        "baseline_components",
+        "baseline_em_steps",
+        "baseline_pseudocount",
+    )
+
+    architecture: str = "mlp"
+    hidden: tuple[int, ...] = (200, 200)
+    latent_dim: int = 8
+    activation: str = "tanh"
+    likelihood: str = "bernoulli"
+    variance: str = "isotropic"
+    fixed_variance: float = 1.0
+    min_variance: float = 1e-3
+    init_variance: float = 0.1
+    kernel_size: int = 4
+    beta: float = 1.0
+    warmup_steps: int = 0
+    free_bits: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.hidden, list):
+            object.__setattr__(self, "hidden", tuple(self.hidden))
+        C.check_fields(self, "VAEConfig", ARCHITECTURES, named_activation=True)
+        C.check_nonnegative(self._label("beta"), self.beta)
+        _check_count(self._label("warmup_steps"), self.warmup_steps, 0)
+        C.check_nonnegative(self._label("free_bits"), self.free_bits)
+
+    def objective(self, info: DataInfo) -> VAEObjective:
+        """The VAE for data of ``info.shape``; ``ValueError`` (naming the field) for data the
+        config cannot take: conv on inputs that are not images (or whose size the stages do
+        not divide), the Bernoulli likelihood on inputs not in ``[0, 1]``."""
+        C.check_info(self, info)
+        model = C.module_from_config(VAE, self, data_shape=tuple(info.shape))
+        check_model(model)
+        return VAEObjective(config=self, info=info, model=model)
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEObjective(C.OnePlayerObjective):
+    """The VAE of a :class:`VAEConfig` on data of ``info``: the engine's loss (minus the
+    batch-mean ELBO, :func:`loss`), and the model's functions on the engine's parameters.
+
+    With ``config.warmup_steps > 0`` the loss is stateful: the KL weight of the next update
+    is the model state ``{"kl_weight": w}``, set to ``w(0)`` by :meth:`init_model_state` and to
+    ``w(step + 1)`` by :meth:`post_update` after update ``step`` (:func:`kl_weight`). The weight
+    is a pure function of the engine's step counter (saved in every checkpoint), so a resumed
+    run continues the schedule exactly; a step skipped by the non-finite guard still advances
+    it, like the learning-rate schedule.
+
+    Attributes:
+      config: the :class:`VAEConfig`.
+      info: the data's :class:`~genjax.models.base.DataInfo`.
+      model: the :class:`VAE` module.
+    """
+
+    config: VAEConfig
+    info: DataInfo
+    model: VAE
+
+    @property
+    def stateful(self) -> bool:
+        return self.config.warmup_steps > 0
+
+    def init(self, rng: jax.Array, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """Initial variables ``{"params": ...}`` (only ``batch["x"]``'s shape is used)."""
+        return init(self.model, rng, batch)
+
+    @property
+    def loss(self):
+        """The engine's loss: ``(params, batch, rng) -> (loss, metrics)``, or with warm-up
+        ``(params, model_state, batch, rng) -> (loss, (metrics, model_state))``."""
+        return self.warmup_loss if self.stateful else self.elbo_loss
+
+    def elbo_loss(self, params, batch, rng):
+        """:func:`loss` with the config's ``beta`` and ``free_bits``."""
+        c = self.config
+        return loss(self.model, params, batch, rng, beta=c.beta, free_bits=c.free_bits)
+
+    def warmup_loss(self, params, model_state, batch, rng):
+        """:func:`loss` with the KL weight ``model_state["kl_weight"]``, returned unchanged."""
+        weight = model_state["kl_weight"]
+        value, metrics = loss(
+            self.model, params, batch, rng, beta=weight, free_bits=self.config.free_bits
+        )
+        return value, (metrics, model_state)
+
+    def init_model_state(self, rng, batch, params) -> dict[str, jax.Array]:
+        """``{"kl_weight": w(0)}``, the weight of the first update."""
+        del rng, batch, params
+        return {"kl_weight": kl_weight(0, self.config.beta, self.config.warmup_steps)}
+
+    def post_update(self, params, model_state, step) -> dict[str, jax.Array]:
+        """After update ``step``: ``{"kl_weight": w(step + 1)}``."""
+        del params, model_state
+        return {"kl_weight": kl_weight(step + 1, self.config.beta, self.config.warmup_steps)}
+
+    # The model's functions on the engine's parameters. -------------------------------------
+
+    def functions(self) -> tuple[str, ...]:
+        return (*super().functions(), "posterior", "elbo", "log_weights")
+
+    def sample(self, params, model_state, rng, n, *, mean: bool = False):
+        """:func:`sample`: ``n`` draws ``[n, *shape]`` (``mean=True``: ``E[x | z]``)."""
+        return sample(self.model, single(params), rng, n, mean=mean)
+
+    def encode(self, params, model_state, x):
+        """The posterior mean ``E_q[z | x]``, ``[B, q]``."""
+        return encode(self.model, single(params), x)[0]
+
+    def posterior(self, params, model_state, x):
+        """``q(z | x)`` as ``(mean, log_var)``, each ``[B, q]``."""
+        return encode(self.model, single(params), x)
+
+    def decode(self, params, model_state, z):
+        """:func:`decode`: ``E[x | z]``."""
+        return decode(self.model, single(params), z)
+
+    def reconstruct(self, params, model_state, x):
+        """:func:`reconstruct`: ``E[x | z = E_q[z | x]]``."""
+        return reconstruct(self.model, single(params), x)
+
+    def elbo(self, params, model_state, x, rng, num_samples: int = 1):
+        """:func:`elbo` of each example, ``[B]``."""
+        return elbo(self.model, single(params), x, rng, num_samples=num_samples)
+
+    def log_weights(self, params, model_state, x, rng, num_samples: int):
+        """:func:`log_weights` (the terms of ``genjax.eval.iwae_log_likelihood``)."""
+        return log_weights(self.model, single(params), x, rng, num_samples)
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,63 +294,17 @@ _LOG_2PI = math.log(2.0 * math.pi)
 def check_model(m: VAE) -> tuple[int, ...]:
     """Validates a :class:`VAE`'s fields (Flax defers ``setup``, so construction does not);
     returns ``data_shape`` as a tuple of ints. Raises ``ValueError`` naming the field."""
-    shape = m.data_shape
-    if (
-        not isinstance(shape, tuple)
-        or len(shape) < 1
-        or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape)
-    ):
-        raise ValueError(
-            f"VAE.data_shape must be a non-empty tuple (hashable, not a list) of positive "
-            f"ints, got {shape!r}"
-        )
-    shape = tuple(shape)
-    q = m.latent_dim
-    if isinstance(q, bool) or not isinstance(q, int) or q < 1:
-        raise ValueError(f"VAE.latent_dim must be an int >= 1, got {q!r}")
-    if m.architecture not in ARCHITECTURES:
-        raise ValueError(f"VAE.architecture must be one of {ARCHITECTURES}, got {m.architecture!r}")
-    if m.likelihood not in LIKELIHOODS:
-        raise ValueError(f"VAE.likelihood must be one of {LIKELIHOODS}, got {m.likelihood!r}")
-    if m.variance not in VARIANCES:
-        raise ValueError(f"VAE.variance must be one of {VARIANCES}, got {m.variance!r}")
-    if not (isinstance(m.fixed_variance, int | float) and m.fixed_variance > 0):
-        raise ValueError(f"VAE.fixed_variance must be a number > 0, got {m.fixed_variance!r}")
-    if not (isinstance(m.min_variance, int | float) and m.min_variance > 0):
-        raise ValueError(f"VAE.min_variance must be a number > 0, got {m.min_variance!r}")
-    if not (isinstance(m.init_variance, int | float) and m.init_variance > m.min_variance):
-        raise ValueError(
-            f"VAE.init_variance must be a number > min_variance = {m.min_variance}, "
-            f"got {m.init_variance!r}"
-        )
-    hidden = m.hidden
-    if not isinstance(hidden, tuple) or any(
-        isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden
-    ):
-        raise ValueError(
-            f"VAE.hidden must be a tuple (hashable, not a list) of positive ints, got {hidden!r}"
-        )
-    if m.architecture == "conv":
-        if len(shape) != 3:
-            raise ValueError(
-                f"VAE(architecture='conv') needs images, data_shape = (H, W, C), got {shape} "
-                "(do not flatten the inputs of a convolutional model)"
-            )
-        if not hidden:
-            raise ValueError("VAE(architecture='conv') needs at least one stage in hidden, got ()")
-        check_image_shape(shape, len(hidden), owner=f"VAE(architecture='conv', hidden={hidden})")
-    get_activation(m.activation, name="VAE.activation")
-    return shape
+    return C.check_module(m, ARCHITECTURES)
 
 
-class VAE(nn.Module):
+class VAE(C.LikelihoodHead):
     """Encoder ``q(z | x)``, decoder ``p(x | z)`` and likelihood of a VAE (see the module doc).
 
     Methods (call through ``module.apply(params, ..., method=...)`` or the functions below):
     ``encode(x) -> (mean, log_var)``, ``decode(z) -> logits or means`` (``[B, *data_shape]``),
     ``decoder_log_var() -> log sigma2`` (Gaussian; broadcastable to ``data_shape``),
-    ``log_px_given_z(x, z) -> [B]``, and ``__call__(x)``, used by :func:`init`, which runs all
-    of them at the posterior mean.
+    ``log_px(x, out)`` and ``log_px_given_z(x, z) -> [B]``, ``mean(out)``, and ``__call__(x)``,
+    used by :func:`init`, which runs all of them at the posterior mean.
 
     Attributes:
       data_shape: the shape of one example ``x``: ``(D,)`` for vectors, ``(H, W, C)`` images.
@@ -187,10 +323,10 @@ class VAE(nn.Module):
       kernel_size: conv kernel size.
     """
 
-    data_shape: Sequence[int]
+    data_shape: tuple[int, ...]
     latent_dim: int
     architecture: str = "mlp"
-    hidden: Sequence[int] = (200, 200)
+    hidden: tuple[int, ...] = (200, 200)
     activation: Any = "relu"
     likelihood: str = "bernoulli"
     variance: str = "isotropic"
@@ -202,44 +338,16 @@ class VAE(nn.Module):
     def setup(self):
         shape = check_model(self)
         q = self.latent_dim
-        hidden = tuple(self.hidden)
-        size = int(np.prod(shape))
-        if self.architecture == "mlp":
-            self.encoder = MLP((*hidden, 2 * q), activation=self.activation)
-            self.decoder = MLP((*hidden[::-1], size), activation=self.activation)
-        elif self.architecture == "linear":
+        if self.architecture == "linear":
             self.encoder = nn.Dense(q)
             self.encoder_log_var = self.param("encoder_log_var", nn.initializers.zeros, (q,))
-            self.decoder = nn.Dense(size)
-        else:
-            self.encoder = ConvEncoder(
-                hidden, kernel_size=self.kernel_size, activation=self.activation
-            )
-            self.encoder_head = nn.Dense(2 * q)
-            self.decoder = ConvDecoder(
-                shape,
-                hidden[::-1],
-                kernel_size=self.kernel_size,
-                activation=self.activation,
-            )
-        if self.likelihood == "gaussian" and self.variance != "fixed":
-            var_shape = () if self.variance == "isotropic" else shape
-            raw0 = math.log(self.init_variance - self.min_variance)
-            self.raw_variance = self.param(
-                "raw_variance", nn.initializers.constant(raw0), var_shape
-            )
-
-    def _check_x(self, x: jax.Array) -> None:
-        shape = tuple(self.data_shape)
-        if jnp.ndim(x) != len(shape) + 1 or tuple(jnp.shape(x)[1:]) != shape:
-            raise ValueError(
-                f"x must have shape [B, *data_shape] = [B, {', '.join(map(str, shape))}], "
-                f"got {tuple(jnp.shape(x))}"
-            )
+            self.decoder = nn.Dense(int(np.prod(shape)))
+        raw0 = math.log(self.init_variance - self.min_variance)
+        C.setup_networks(self, shape, raw_variance=raw0)
 
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``x [B, *data_shape] -> (mean [B, q], log_var [B, q])``."""
-        self._check_x(x)
+        C.check_x(self.data_shape, x, "x")
         q = self.latent_dim
         if self.architecture == "linear":
             mean = self.encoder(x.reshape(x.shape[0], -1))
@@ -257,21 +365,9 @@ class VAE(nn.Module):
         out = self.decoder(z)
         return out.reshape(z.shape[0], *self.data_shape)
 
-    def decoder_log_var(self) -> jax.Array:
-        """``log sigma2`` of the Gaussian likelihood: ``[]`` or ``data_shape`` (``pixel``)."""
-        if self.likelihood != "gaussian":
-            raise ValueError("decoder_log_var: the Bernoulli likelihood has no variance")
-        if self.variance == "fixed":
-            return jnp.asarray(math.log(self.fixed_variance), jnp.float32)
-        # log(min_variance + exp(raw)), smooth and >= log(min_variance).
-        return jnp.logaddexp(self.raw_variance, math.log(self.min_variance))
-
     def log_px_given_z(self, x: jax.Array, z: jax.Array) -> jax.Array:
         """``log p(x | z)`` per example: ``x [B, *data_shape]``, ``z [B, q]`` -> ``[B]``."""
-        out = self.decode(z)
-        if self.likelihood == "bernoulli":
-            return L.bernoulli_log_likelihood(out, x)
-        return L.gaussian_log_likelihood(x, out, self.decoder_log_var())
+        return self.log_px(x, self.decode(z))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         mean, _ = self.encode(x)
@@ -279,7 +375,7 @@ class VAE(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# Validation at the public boundary
+# Validation at the public boundary, initialisation, the loss
 # --------------------------------------------------------------------------------------------
 
 
@@ -290,113 +386,62 @@ def check_data(model: VAE, x: Any, name: str = "x") -> jax.Array:
     Returns ``x`` as a float32 array. Raises ``ValueError`` naming the problem.
     """
     check_model(model)
-    x = jnp.asarray(x)
-    shape = tuple(model.data_shape)
-    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-        raise ValueError(
-            f"{name} must have shape [B, *data_shape] = [B, {', '.join(map(str, shape))}], "
-            f"got {tuple(x.shape)}"
-        )
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.float32)
-    if _is_concrete(x) and x.size:
-        lo, hi = float(jnp.min(x)), float(jnp.max(x))
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError(f"{name} must be finite, got values in [{lo}, {hi}]")
-        if model.likelihood == "bernoulli" and (lo < 0.0 or hi > 1.0):
-            raise ValueError(
-                f"{name} must lie in [0, 1] for the Bernoulli likelihood, got values in "
-                f"[{lo:g}, {hi:g}] (scale images to [0, 1] and binarise them, or use "
-                "likelihood='gaussian')"
-            )
-    return x
+    return C.check_data(model, x, name)
 
 
-def _variables(params: Mapping[str, Any]) -> Mapping[str, Any]:
-    return params if "params" in params else {"params": params}
-
-
-# --------------------------------------------------------------------------------------------
-# Initialisation and the engine's objective
-# --------------------------------------------------------------------------------------------
-
-
-def init(rng: jax.Array, example_batch: Mapping[str, Any], model: VAE) -> dict[str, Any]:
-    """Initial variables ``{"params": ...}`` of ``model`` (for the engine, bind ``model`` with
-    ``functools.partial(init, model=model)``).
+def init(model: VAE, rng: jax.Array, example_batch: Mapping[str, Any]) -> dict[str, Any]:
+    """Initial variables ``{"params": ...}`` of ``model``.
 
     Args:
+      model: the :class:`VAE`.
       rng: a ``jax.random`` key.
       example_batch: a dict with ``"x"`` ``[B, *data_shape]`` (only its shape is used).
-      model: the :class:`VAE`.
     """
     check_model(model)
-    x = example_batch["x"]
-    shape = tuple(model.data_shape)
-    if tuple(jnp.shape(x)[1:]) != shape:
-        raise ValueError(
-            f'batch["x"] must have shape [B, *data_shape] = [B, {", ".join(map(str, shape))}], '
-            f"got {tuple(jnp.shape(x))}"
-        )
-    # One compiled call: eager initialisation would compile every small op on its own.
-    return jax.jit(model.init)(rng, jnp.zeros((1, *shape), jnp.float32))
+    return C.init_variables(model, rng, example_batch)
 
 
-def _reparameterize(mean, log_var, rng):
-    eps = jax.random.normal(rng, mean.shape, mean.dtype)
-    return mean + jnp.exp(0.5 * log_var) * eps
-
-
-def _terms(model: VAE, params, x, rng):
-    """One reparameterised sample: ``(log p(x|z) [B], mean [B, q], log_var [B, q])``."""
-    variables = _variables(params)
-    mean, log_var = model.apply(variables, x, method=VAE.encode)
-    z = _reparameterize(mean, log_var, rng)
-    log_px = model.apply(variables, x, z, method=VAE.log_px_given_z)
-    return log_px, mean, log_var
-
-
-def _loss_and_metrics(model, params, batch, rng, weight, free_bits):
-    x = batch["x"]
-    log_px, mean, log_var = _terms(model, params, x, rng)
-    objective_values = L.elbo(log_px, mean, log_var, weight, free_bits=free_bits)
-    kl = L.gaussian_kl(mean, log_var)
-    metrics = {
-        "elbo": jnp.mean(log_px - kl),
-        "log_px_given_z": jnp.mean(log_px),
-        "kl": jnp.mean(kl),
-        "kl_weight": jnp.asarray(weight, jnp.float32),
-    }
-    return -jnp.mean(objective_values), metrics
-
-
-def objective(
+def loss(
+    model: VAE,
     params: Mapping[str, Any],
     batch: Mapping[str, Any],
     rng: jax.Array,
     *,
-    model: VAE,
-    beta: float = 1.0,
+    beta: Any = 1.0,
     free_bits: float = 0.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The engine's loss: minus the batch-mean ELBO, ``-(1/B) sum_b losses.elbo(...)_b``.
 
     ``losses.elbo(log p(x_b | z_b), mean_b, log_var_b, beta, free_bits)`` with one
-    reparameterised ``z_b ~ q(z | x_b)`` and the analytic KL.
+    reparameterised ``z_b ~ q(z | x_b)`` (noise ``jax.random.normal(rng, [B, q])``) and the
+    analytic KL. Bind ``model`` (and the weights) with ``functools.partial`` for
+    ``Task.from_loss``, or use :meth:`VAEConfig.objective`.
 
     Args:
+      model: the :class:`VAE`.
       params: the model's variables (from :func:`init`).
       batch: a dict with ``"x"`` ``[B, *data_shape]``.
       rng: a ``jax.random`` key for the reparameterisation noise.
-      model: the :class:`VAE` (bind with ``functools.partial``).
-      beta: KL weight ``>= 0`` (1 is the ELBO).
+      beta: KL weight ``>= 0`` (1 is the ELBO; a traced scalar under KL warm-up).
       free_bits: nats per latent dimension below which the KL is not penalised (0 = off).
 
     Returns:
       ``(loss [], metrics)``; metrics (batch means): ``elbo`` (the true bound, ``beta = 1`` and
-      no free bits), ``log_px_given_z``, ``kl``, ``kl_weight``.
+      no free bits), ``log_px_given_z``, ``kl``, ``kl_weight`` (``beta``).
     """
-    return _loss_and_metrics(model, params, batch, rng, beta, free_bits)
+    x = batch["x"]
+    v = C.variables(params)
+    mean, log_var = model.apply(v, x, method=VAE.encode)
+    z = C.reparameterize(mean, log_var, C.normal_like(rng, mean))
+    log_px = model.apply(v, x, z, method=VAE.log_px_given_z)
+    weighted, kl, plain = C.bound(log_px, mean, log_var, beta, free_bits)
+    metrics = {
+        "elbo": plain,
+        "log_px_given_z": jnp.mean(log_px),
+        "kl": jnp.mean(kl),
+        "kl_weight": jnp.asarray(beta, jnp.float32),
+    }
+    return -jnp.mean(weighted), metrics
 
 
 def kl_weight(step: Any, beta: float, warmup_steps: int) -> jax.Array:
@@ -411,43 +456,6 @@ def kl_weight(step: Any, beta: float, warmup_steps: int) -> jax.Array:
     return jnp.asarray(beta, jnp.float32) * frac
 
 
-def init_warmup_state(beta: float, warmup_steps: int) -> dict[str, jax.Array]:
-    """The model state that carries the KL weight of the next update: ``{"kl_weight": w(0)}``."""
-    return {"kl_weight": kl_weight(0, beta, warmup_steps)}
-
-
-def warmup_post_update(
-    params: Any, model_state: Mapping[str, Any], step: Any, *, beta: float, warmup_steps: int
-) -> dict[str, jax.Array]:
-    """The engine's ``post_update`` hook: after update ``step`` it stores ``w(step + 1)``.
-
-    The weight is a pure function of the engine's step counter (saved in every checkpoint), so
-    a resumed run continues the schedule exactly; a step skipped by the non-finite guard still
-    advances it, like the learning-rate schedule.
-    """
-    del params, model_state
-    return {"kl_weight": kl_weight(step + 1, beta, warmup_steps)}
-
-
-def warmup_objective(
-    params: Mapping[str, Any],
-    model_state: Mapping[str, Any],
-    batch: Mapping[str, Any],
-    rng: jax.Array,
-    *,
-    model: VAE,
-    free_bits: float = 0.0,
-) -> tuple[jax.Array, tuple[dict[str, jax.Array], Mapping[str, Any]]]:
-    """The stateful form of :func:`objective` for KL warm-up: the KL weight is read from
-    ``model_state["kl_weight"]`` (kept by :func:`warmup_post_update`), which is returned
-    unchanged. Use with ``Task.from_loss(..., stateful=True, init_model_state=...,
-    post_update=...)``."""
-    loss, metrics = _loss_and_metrics(
-        model, params, batch, rng, model_state["kl_weight"], free_bits
-    )
-    return loss, (metrics, model_state)
-
-
 # --------------------------------------------------------------------------------------------
 # Evaluation, inference and generation
 # --------------------------------------------------------------------------------------------
@@ -455,7 +463,7 @@ def warmup_objective(
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def _encode(model, params, x):
-    return model.apply(_variables(params), x, method=VAE.encode)
+    return model.apply(C.variables(params), x, method=VAE.encode)
 
 
 def encode(model: VAE, params: Mapping[str, Any], x: Any) -> tuple[jax.Array, jax.Array]:
@@ -464,17 +472,14 @@ def encode(model: VAE, params: Mapping[str, Any], x: Any) -> tuple[jax.Array, ja
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _decode_mean(model, params, z):
-    out = model.apply(_variables(params), z, method=VAE.decode)
-    return jax.nn.sigmoid(out) if model.likelihood == "bernoulli" else out
+def _decode(model, params, z):
+    v = C.variables(params)
+    return model.apply(v, model.apply(v, z, method=VAE.decode), method=VAE.mean)
 
 
-def decode_mean(model: VAE, params: Mapping[str, Any], z: Any) -> jax.Array:
+def decode(model: VAE, params: Mapping[str, Any], z: Any) -> jax.Array:
     """``E[x | z]``: ``z [B, q] -> [B, *data_shape]`` (probabilities for Bernoulli)."""
-    z = jnp.asarray(z, jnp.float32)
-    if z.ndim != 2 or z.shape[1] != model.latent_dim:
-        raise ValueError(f"z must have shape [B, {model.latent_dim}], got {tuple(z.shape)}")
-    return _decode_mean(model, params, z)
+    return _decode(model, params, C.check_z(model, jnp.asarray(z, jnp.float32)))
 
 
 def log_px_given_z(model: VAE, params: Mapping[str, Any], x: Any, z: Any) -> jax.Array:
@@ -485,28 +490,20 @@ def log_px_given_z(model: VAE, params: Mapping[str, Any], x: Any, z: Any) -> jax
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def _log_px_given_z(model, params, x, z):
-    return model.apply(_variables(params), x, z, method=VAE.log_px_given_z)
+    return model.apply(C.variables(params), x, z, method=VAE.log_px_given_z)
 
 
 def reconstruct(model: VAE, params: Mapping[str, Any], x: Any) -> jax.Array:
     """``E[x | z = E_q[z | x]]``: decode the posterior mean, ``[B, *data_shape]``."""
     mean, _ = encode(model, params, x)
-    return _decode_mean(model, params, mean)
+    return _decode(model, params, mean)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "n", "mean"))
 def _sample(model, params, rng, n, mean):
-    z_rng, x_rng = jax.random.split(rng)
-    z = jax.random.normal(z_rng, (n, model.latent_dim), jnp.float32)
-    variables = _variables(params)
-    out = model.apply(variables, z, method=VAE.decode)
-    if model.likelihood == "bernoulli":
-        probs = jax.nn.sigmoid(out)
-        return probs if mean else jax.random.bernoulli(x_rng, probs).astype(jnp.float32)
-    if mean:
-        return out
-    std = jnp.exp(0.5 * model.apply(variables, method=VAE.decoder_log_var))
-    return out + std * jax.random.normal(x_rng, out.shape, out.dtype)
+    return C.sample_decoder(
+        model, params, rng, n, mean, lambda v, z: model.apply(v, z, method=VAE.decode)
+    )
 
 
 def sample(
@@ -528,6 +525,8 @@ def interpolate(
     """Decode the straight line between the posterior means of ``x_from`` and ``x_to``.
 
     Args:
+      model: the :class:`VAE`.
+      params: its variables.
       x_from, x_to: ``[B, *data_shape]`` pairs of examples.
       steps: points on each line (``>= 2``; the ends are the two posterior means).
 
@@ -543,27 +542,16 @@ def interpolate(
         )
     t = jnp.linspace(0.0, 1.0, steps)[None, :, None]
     z = (1.0 - t) * m_a[:, None, :] + t * m_b[:, None, :]
-    out = _decode_mean(model, params, z.reshape(-1, model.latent_dim))
+    out = _decode(model, params, z.reshape(-1, model.latent_dim))
     return out.reshape(m_a.shape[0], steps, *model.data_shape)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_samples", "analytic_kl"))
 def _elbo(model, params, x, rng, num_samples, analytic_kl):
-    variables = _variables(params)
-    mean, log_var = model.apply(variables, x, method=VAE.encode)
-    keys = jax.random.split(rng, num_samples)
-
-    def one(key):
-        z = _reparameterize(mean, log_var, key)
-        log_px = model.apply(variables, x, z, method=VAE.log_px_given_z)
-        if analytic_kl:
-            return L.elbo(log_px, mean, log_var)
-        eps = (z - mean) * jnp.exp(-0.5 * log_var)
-        log_q = -0.5 * jnp.sum(jnp.square(eps) + _LOG_2PI + log_var, axis=-1)
-        log_p = -0.5 * jnp.sum(jnp.square(z) + _LOG_2PI, axis=-1)
-        return log_px + log_p - log_q
-
-    return jnp.mean(jax.lax.map(one, keys), axis=0)
+    v = C.variables(params)
+    mean, log_var = model.apply(v, x, method=VAE.encode)
+    log_px_of = lambda z: model.apply(v, x, z, method=VAE.log_px_given_z)
+    return C.monte_carlo_elbo(mean, log_var, log_px_of, rng, num_samples, analytic_kl)
 
 
 def elbo(
@@ -588,15 +576,14 @@ def elbo(
 
 @functools.partial(jax.jit, static_argnames=("model", "num_samples"))
 def _log_weights(model, params, x, rng, num_samples):
-    variables = _variables(params)
-    mean, log_var = model.apply(variables, x, method=VAE.encode)
+    v = C.variables(params)
+    mean, log_var = model.apply(v, x, method=VAE.encode)
     b, q = mean.shape
     eps = jax.random.normal(rng, (num_samples, b, q), mean.dtype)
-    z = mean + jnp.exp(0.5 * log_var) * eps  # [K, B, q]
-    log_q = -0.5 * jnp.sum(jnp.square(eps) + _LOG_2PI + log_var, axis=-1)
-    log_p = -0.5 * jnp.sum(jnp.square(z) + _LOG_2PI, axis=-1)
+    z = C.reparameterize(mean, log_var, eps)  # [K, B, q]
+    log_q, log_p = C.log_normal_terms(mean, log_var, eps, z)
     x_rep = jnp.broadcast_to(x, (num_samples, *x.shape)).reshape(num_samples * b, *x.shape[1:])
-    log_px = model.apply(variables, x_rep, z.reshape(num_samples * b, q), method=VAE.log_px_given_z)
+    log_px = model.apply(v, x_rep, z.reshape(num_samples * b, q), method=VAE.log_px_given_z)
     return log_px.reshape(num_samples, b), log_p, log_q
 
 

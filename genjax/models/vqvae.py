@@ -37,8 +37,8 @@ Codebook health, each switchable and each reported:
   choice of the reference implementations), ``"sample"`` (``K`` encoder outputs of the first
   batch drawn without replacement) or ``"kmeans++"`` (Arthur & Vassilvitskii, 2007, seeding on
   the encoder outputs of the first batch). It happens once, when the engine initialises
-  (``Objective.init`` for the ``loss`` rule's parameter, ``Objective.init_model_state`` for
-  the EMA statistics; both receive the first batch).
+  (:meth:`VQVAELoss.init` for the ``loss`` rule's parameter,
+  :meth:`VQVAELoss.init_model_state` for the EMA statistics; both receive the first batch).
 * dead-code restart (``restart_after = N > 0``, EMA rule): a code unused for ``N`` consecutive
   updates is re-initialised to a recent encoder output (Dhariwal et al., 2020, "Jukebox", and
   Williams et al., 2020, "Hierarchical Quantized Autoencoders", restart codes this way). The
@@ -71,26 +71,41 @@ that this reduction gives exactly the single-device result on the global batch:
 
 Under ``jit`` and ``mesh`` (the main path) the loss sees the global batch and nothing is
 reduced.
+
+The family's contract (:mod:`genjax.models.base`): :class:`VQVAEConfig` holds every
+hyper-parameter of the model, its loss and its prior; ``VQVAEConfig.objective(info)`` is a
+:class:`VQVAEObjective`, whose :meth:`~VQVAEObjective.task` trains the VQ-VAE alone
+(``prior_steps=0``) and whose :meth:`~VQVAEObjective.two_phase_task` /
+:meth:`~VQVAEObjective.run_task` train the VQ-VAE and then the
+:class:`~genjax.models.prior.CausalTransformer` prior on its frozen codes; ``sample``,
+``encode``, ``decode`` and ``reconstruct`` take the engine's parameters. The module-level
+functions take ``(model, params, state, ...)``, the codebook state third
+(:func:`encode_indices`, :func:`decode_indices`, :func:`reconstruct`, :func:`codebook`), and
+:class:`VQVAELoss` is the loss and initialisation of one :class:`VQVAE`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import struct
 from jax import lax
 
 from genjax import losses as L
-from genjax._checks import check_choice, check_float, check_int
+from genjax._checks import check_choice, check_float, check_int, is_int
+from genjax.models import prior as P
+from genjax.models.base import DataInfo, ModelConfig, Objective, OptimizerFactory
 from genjax.nn import MLP, Conv, ConvDecoder, ConvEncoder, check_image_shape
 from genjax.nn.residual import ResidualStack
+from genjax.task import SINGLE, Player, Task
 
 __all__ = [
     "ARCHS",
@@ -98,8 +113,10 @@ __all__ = [
     "RULES",
     "VQVAE",
     "CodebookState",
-    "Objective",
     "Quantized",
+    "VQVAEConfig",
+    "VQVAELoss",
+    "VQVAEObjective",
     "batch_statistics",
     "code_usage",
     "codebook",
@@ -656,8 +673,8 @@ def _ema_arg(model: VQVAE, params: Any, state: CodebookState, epsilon: float):
 
 
 @dataclasses.dataclass(frozen=True)
-class Objective:
-    """The VQ-VAE objective and its initialisation, as the engine's stateful task expects.
+class VQVAELoss:
+    """The VQ-VAE's loss and its initialisation, as the engine's stateful task expects.
 
     ``init(rng, batch) -> params``, ``init_model_state(rng, batch, params) -> CodebookState``
     and ``loss(params, state, batch, rng) -> (loss, (metrics, state))``; use them as
@@ -683,7 +700,7 @@ class Objective:
     reservoir_size: int | None = None
 
     def __post_init__(self):
-        owner = "vqvae.Objective"
+        owner = "VQVAELoss"
         if not isinstance(self.model, VQVAE):
             raise ValueError(f"{owner}: model must be a VQVAE, got {type(self.model).__name__}")
         _check_num_codes(owner, self.model.num_codes)
@@ -827,3 +844,471 @@ def reconstruct(
     cb = _ema_arg(model, params, state, epsilon)
     x_hat, _, _ = model.apply(params, jnp.asarray(x, jnp.float32), cb)
     return x_hat
+
+
+# --------------------------------------------------------------------------------------------
+# The family's contract: hyper-parameters, the objective, the two-phase task.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class VQVAEConfig(ModelConfig):
+    """VQ-VAE and code-prior hyper-parameters (model, training objective, the prior's phase).
+
+    ``config.objective(info)`` builds the :class:`VQVAE` for data of ``info.shape``, its
+    :class:`VQVAELoss` and the :class:`~genjax.models.prior.CausalTransformer` prior over its
+    code maps (a :class:`VQVAEObjective`). A run of ``steps`` updates trains the VQ-VAE for
+    ``steps - prior_steps`` of them, then the prior on the frozen VQ-VAE's codes
+    (:meth:`VQVAEObjective.run_task`); with ``prior_steps=0`` there is no prior and
+    :meth:`VQVAEObjective.task` trains the VQ-VAE alone.
+
+    Two phases on 64-d inputs (one VQ-VAE update, then one of the prior), then samples and
+    code maps from the engine's parameters::
+
+        >>> import jax, optax
+        >>> from genjax.models.base import DataInfo
+        >>> from genjax.models.vqvae import VQVAEConfig
+        >>> from genjax.train import Engine, init_state
+        >>> config = VQVAEConfig(arch="mlp", num_codes=8, code_dim=4, mlp_hidden=(32,),
+        ...                      num_latents=2, restart_after=0, prior_steps=1, prior_width=16,
+        ...                      prior_depth=1, prior_heads=2)
+        >>> objective = config.objective(DataInfo(shape=(64,)))
+        >>> task = objective.run_task(lambda steps, lr: optax.adam(1e-3), steps=2)
+        >>> batch = {"x": jax.random.uniform(jax.random.PRNGKey(0), (16, 64))}
+        >>> engine = Engine(task)
+        >>> state = jax.jit(lambda key: init_state(task, key, batch))(jax.random.PRNGKey(1))
+        >>> state = engine.place_state(state)
+        >>> for _ in range(2):
+        ...     state, metrics = engine.step(state, batch)
+        >>> sorted(state.params), metrics["vqvae/recon_mse"].shape
+        (['prior', 'vqvae'], ())
+        >>> objective.sample(state.params, state.model_state, jax.random.PRNGKey(2), 5).shape
+        (5, 64)
+        >>> objective.encode(state.params, state.model_state, batch["x"]).shape
+        (16, 2)
+
+    Attributes:
+      arch: conv | mlp (conv needs images [H, W, C], not flattened inputs).
+      num_codes: K, the codebook size (>= 2).
+      code_dim: D, the width of a code (the encoder's output channels).
+      hidden: conv channels of the encoder and decoder.
+      num_stages: stride-2 stages of the conv pair (the code map is H/2^s x W/2^s).
+      num_res_blocks: residual blocks in the conv encoder and in the conv decoder.
+      res_hidden: channels inside a residual block.
+      mlp_hidden: hidden widths of the MLP pair.
+      num_latents: vectors per code map for the MLP pair.
+      rule: codebook update, loss (codebook loss) | ema (moving averages).
+      beta: commitment weight (>= 0).
+      decay: EMA decay in [0, 1).
+      epsilon: Laplace pseudo-count of the EMA codebook (>= 0).
+      codebook_init: random | sample | kmeans++ (from the first batch's encoder outputs).
+      restart_after: restart codes unused for this many steps (0 = never; rule=ema only).
+      reservoir_size: recent encoder outputs kept for restarts (0 = K).
+      prior_steps: the last prior_steps of train.steps train the prior, the VQ-VAE frozen (0 =
+        no prior: the VQ-VAE alone).
+      prior_width: width of the prior transformer.
+      prior_depth: transformer blocks of the prior.
+      prior_heads: attention heads of the prior.
+      prior_learning_rate: Adam learning rate of the prior (cosine-decayed over prior_steps).
+    """
+
+    family: ClassVar[str] = "vqvae"
+
+    arch: str = "conv"
+    num_codes: int = 64
+    code_dim: int = 16
+    hidden: int = 32
+    num_stages: int = 2
+    num_res_blocks: int = 2
+    res_hidden: int = 16
+    mlp_hidden: tuple[int, ...] = (256,)
+    num_latents: int = 4
+    rule: str = "ema"
+    beta: float = 0.25
+    decay: float = 0.99
+    epsilon: float = 1e-5
+    codebook_init: str = "kmeans++"
+    restart_after: int = 100
+    reservoir_size: int = 0
+    prior_steps: int = 2000
+    prior_width: int = 64
+    prior_depth: int = 2
+    prior_heads: int = 4
+    prior_learning_rate: float = 1e-3
+
+    def __post_init__(self):
+        label = self._label
+        check_choice(label("arch"), self.arch, ARCHS)
+        check_choice(label("rule"), self.rule, RULES)
+        check_choice(label("codebook_init"), self.codebook_init, INITS)
+        if not is_int(self.num_codes):
+            raise ValueError(f"{label('num_codes')} must be an int >= 2, got {self.num_codes!r}")
+        if self.num_codes < 2:
+            raise ValueError(f"{label('num_codes')} (K) must be >= 2, got {self.num_codes}")
+        check_int(label("hidden"), self.hidden, 2 if self.arch == "conv" else 1)
+        for name in ("code_dim", "num_stages", "res_hidden", "num_latents"):
+            check_int(label(name), getattr(self, name), 1)
+        for name in ("prior_width", "prior_heads"):
+            check_int(label(name), getattr(self, name), 1)
+        for name in ("num_res_blocks", "restart_after", "reservoir_size", "prior_depth"):
+            check_int(label(name), getattr(self, name), 0)
+        check_int(label("prior_steps"), self.prior_steps, 0)
+        hidden = self.mlp_hidden
+        if isinstance(hidden, Sequence) and not isinstance(hidden, str):
+            object.__setattr__(self, "mlp_hidden", hidden := tuple(hidden))
+        if not isinstance(hidden, tuple) or not all(is_int(h) and h >= 1 for h in hidden):
+            raise ValueError(
+                f"{label('mlp_hidden')} must be a tuple of ints >= 1, got {self.mlp_hidden!r}"
+            )
+        beta = self.beta
+        if not (isinstance(beta, int | float) and math.isfinite(beta) and beta >= 0):
+            raise ValueError(f"{label('beta')} must be a finite number >= 0, got {beta!r}")
+        check_float(label("decay"), self.decay, 0.0, 1.0, high_open=True)
+        check_float(label("epsilon"), self.epsilon, 0.0, math.inf, high_open=True)
+        lr = self.prior_learning_rate
+        if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
+            raise ValueError(
+                f"{label('prior_learning_rate')} must be a finite number > 0, got {lr!r}"
+            )
+        if self.restart_after and self.rule != "ema":
+            raise ValueError(
+                f"{label('restart_after')}={self.restart_after} needs {label('rule')}=ema (the "
+                f"loss rule's codebook is a parameter); set {label('restart_after')}=0"
+            )
+        if self.prior_width % self.prior_heads:
+            raise ValueError(
+                f"{label('prior_width')} ({self.prior_width}) must be divisible by "
+                f"{label('prior_heads')} ({self.prior_heads})"
+            )
+
+    def objective(self, info: DataInfo) -> VQVAEObjective:
+        """The VQ-VAE, its loss and its prior for data of ``info.shape`` (``ValueError`` for a
+        shape this configuration cannot take)."""
+        return VQVAEObjective(self, info)
+
+    def module(self, input_shape: Sequence[int]) -> VQVAE:
+        """The :class:`VQVAE` of this configuration for inputs of ``input_shape``."""
+        return VQVAE(
+            input_shape=tuple(int(d) for d in input_shape),
+            arch=self.arch,
+            num_codes=self.num_codes,
+            code_dim=self.code_dim,
+            rule=self.rule,
+            hidden=self.hidden,
+            num_stages=self.num_stages,
+            num_res_blocks=self.num_res_blocks,
+            res_hidden=self.res_hidden,
+            mlp_hidden=tuple(self.mlp_hidden),
+            num_latents=self.num_latents,
+        )
+
+
+#: The players of the two-phase task: the VQ-VAE, then its prior.
+VQ_PLAYER, PRIOR_PLAYER = "vqvae", "prior"
+
+
+@dataclasses.dataclass(frozen=True)
+class VQVAEObjective(Objective):
+    """The VQ-VAE family's objective for one data shape (``VQVAEConfig.objective(info)``).
+
+    Two tasks train it:
+
+    * :meth:`task` (``prior_steps=0``): the VQ-VAE alone, one stateful player ``"model"``
+      whose model state is the :class:`CodebookState`;
+    * :meth:`two_phase_task` (what :meth:`run_task` builds for ``prior_steps > 0``): two
+      stateful players in two phases, ``"vqvae"`` for the first ``vq_steps`` applied updates,
+      then ``"prior"`` (the causal transformer over the raster-ordered code map) on the code
+      maps of the training batches under the frozen VQ-VAE. Each player's optimizer is masked
+      outside its phase (``optax.conditionally_mask``, so its moments do not move either) and
+      its loss is switched by a counter of applied updates kept in the model state
+      (``{"vq": CodebookState, "updates": int32}``) by the ``post_update`` hook; both stay in
+      step when the engine's non-finite guard rejects an update. Outside its phase the VQ-VAE
+      player reports the frozen model's metrics (``restarted_codes`` 0) and the prior's reads
+      0.
+
+    The inference methods take the engine's parameters of either task (``{"model": p}`` or
+    ``{"vqvae": p, "prior": q}``) and model state.
+
+    Attributes:
+      config: the :class:`VQVAEConfig`.
+      info: the :class:`~genjax.models.base.DataInfo` it was built for.
+      model: the :class:`VQVAE` (what this module's functions take first).
+      loss_fn: the VQ-VAE's :class:`VQVAELoss` (``init``, ``init_model_state``, ``loss``).
+      prior_model: the :class:`~genjax.models.prior.CausalTransformer` over flattened code
+        maps (``seq_len`` = the code map's size).
+    """
+
+    config: VQVAEConfig
+    info: DataInfo
+    model: VQVAE = dataclasses.field(init=False)
+    loss_fn: VQVAELoss = dataclasses.field(init=False)
+    prior_model: P.CausalTransformer = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        c = self.config
+        if not isinstance(c, VQVAEConfig):
+            raise ValueError(f"VQVAEObjective: config must be a VQVAEConfig, got {c!r}")
+        shape = tuple(self.info.shape)
+        if c.arch == "conv":
+            if len(shape) != 3:
+                raise ValueError(
+                    f"{c._label('arch')}=conv needs images [H, W, C], got inputs of shape "
+                    f"{shape} from {self.info.label}; use arch=mlp for vectors, or do not "
+                    "flatten the images (data.flatten=false)"
+                )
+            check_image_shape(shape, c.num_stages, owner=c._label("num_stages"))
+        model = c.module(shape)
+        loss_fn = VQVAELoss(
+            model,
+            beta=c.beta,
+            decay=c.decay,
+            epsilon=c.epsilon,
+            codebook_init=c.codebook_init,
+            restart_after=c.restart_after,
+            reservoir_size=c.reservoir_size or None,
+        )
+        prior_model = P.CausalTransformer(
+            num_codes=c.num_codes,
+            seq_len=math.prod(model.code_map_shape()),
+            width=c.prior_width,
+            depth=c.prior_depth,
+            heads=c.prior_heads,
+        )
+        prior_model.validate()
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "loss_fn", loss_fn)
+        object.__setattr__(self, "prior_model", prior_model)
+
+    # The VQ-VAE alone, in the engine's stateful form. -------------------------------------
+
+    def init(self, rng: jax.Array, batch: dict) -> Any:
+        """The VQ-VAE's parameters (:meth:`VQVAELoss.init`)."""
+        return self.loss_fn.init(rng, batch)
+
+    def init_model_state(self, rng: jax.Array, batch: dict, params: Any) -> CodebookState:
+        """The codebook state (:meth:`VQVAELoss.init_model_state`)."""
+        return self.loss_fn.init_model_state(rng, batch, params)
+
+    def loss(
+        self, params: Any, state: CodebookState, batch: dict, rng: jax.Array
+    ) -> tuple[jax.Array, tuple[dict, CodebookState]]:
+        """``(loss, (metrics, new_state))`` of the VQ-VAE (:meth:`VQVAELoss.loss`)."""
+        return self.loss_fn.loss(params, state, batch, rng)
+
+    # Tasks. ---------------------------------------------------------------------------------
+
+    def task(self, optimizer: optax.GradientTransformation) -> Task:
+        """The VQ-VAE alone with ``optimizer``: one stateful player ``"model"``.
+
+        Only for ``prior_steps=0``; a configuration with a prior phase trains with
+        :meth:`run_task` or :meth:`two_phase_task`, which know where the phases split.
+        """
+        if self.config.prior_steps:
+            raise ValueError(
+                f"{self.config._label('prior_steps')}={self.config.prior_steps}: the VQ-VAE "
+                "and its prior train in two phases; build the task with run_task(make_optimizer, "
+                "steps) or two_phase_task(optimizer, prior_optimizer, vq_steps), or set "
+                "prior_steps=0 to train the VQ-VAE alone"
+            )
+        return Task.from_loss(
+            self.loss_fn.init,
+            self.loss_fn.loss,
+            optimizer,
+            stateful=True,
+            init_model_state=self.loss_fn.init_model_state,
+        )
+
+    def run_task(self, make_optimizer: OptimizerFactory, steps: int) -> Task:
+        """The task of a ``steps``-update run.
+
+        ``prior_steps=0``: :meth:`task` with ``make_optimizer(steps, None)``. Otherwise
+        :meth:`two_phase_task` with ``vq_steps = steps - prior_steps``, the VQ-VAE's
+        optimizer ``make_optimizer(vq_steps, None)`` and the prior's Adam at
+        ``prior_learning_rate`` cosine-decayed to 0 over ``prior_steps``; ``ValueError``
+        unless ``steps > prior_steps``.
+        """
+        steps = check_int("VQVAEObjective.run_task: steps", steps, 1)
+        prior_steps = self.config.prior_steps
+        if not prior_steps:
+            return self.task(make_optimizer(steps, None))
+        if steps <= prior_steps:
+            raise ValueError(
+                f"{self.config._label('prior_steps')} ({prior_steps}) must be less than the "
+                f"run's steps ({steps}): the VQ-VAE trains for the difference"
+            )
+        vq_steps = steps - prior_steps
+        schedule = optax.cosine_decay_schedule(self.config.prior_learning_rate, prior_steps)
+        return self.two_phase_task(make_optimizer(vq_steps, None), optax.adam(schedule), vq_steps)
+
+    def two_phase_task(
+        self,
+        optimizer: optax.GradientTransformation,
+        prior_optimizer: optax.GradientTransformation,
+        vq_steps: int,
+    ) -> Task:
+        """The VQ-VAE for ``vq_steps`` applied updates, then its prior (see the class docstring).
+
+        Args:
+          optimizer: the VQ-VAE's optimizer (its schedule should span ``vq_steps``); applied
+            on updates ``[0, vq_steps)`` only.
+          prior_optimizer: the prior's optimizer (its schedule counts from the first update
+            of the prior phase); applied from update ``vq_steps`` on.
+          vq_steps: ``>= 1``, the length of the VQ-VAE's phase.
+
+        Returns:
+          A :class:`~genjax.task.Task` with players ``"vqvae"`` and ``"prior"``; its
+          parameters are ``{"vqvae": ..., "prior": ...}`` and its model state
+          ``{"vq": CodebookState, "updates": int32}``.
+        """
+        phase1 = check_int("VQVAEObjective.two_phase_task: vq_steps", vq_steps, 1)
+        model, objective, eps = self.model, self.loss_fn, self.config.epsilon
+        prior_model = self.prior_model
+        prior_objective = P.PriorLoss(prior_model)
+
+        def init(rng, batch):
+            vq_key, prior_key = jax.random.split(rng)
+            codes = jnp.zeros((1, prior_model.seq_len), jnp.int32)
+            return {
+                VQ_PLAYER: objective.init(vq_key, batch),
+                PRIOR_PLAYER: prior_objective.init(prior_key, {"codes": codes}),
+            }
+
+        def init_model_state(rng, batch, params):
+            return {
+                "vq": objective.init_model_state(rng, batch, params[VQ_PLAYER]),
+                "updates": jnp.zeros((), jnp.int32),
+            }
+
+        def vq_loss(params, ms, batch, rng):
+            def train(_):
+                loss, (metrics, state) = objective.loss(params[VQ_PLAYER], ms["vq"], batch, rng)
+                return loss, metrics, state
+
+            def frozen(_):  # phase 2: metrics of the frozen model, no gradient, state unchanged
+                p = lax.stop_gradient(params[VQ_PLAYER])
+                loss, (metrics, _) = objective.loss(p, ms["vq"], batch, rng)
+                frozen_metrics = {**metrics, "restarted_codes": jnp.float32(0)}
+                return jnp.zeros_like(loss), frozen_metrics, ms["vq"]
+
+            loss, metrics, state = lax.cond(ms["updates"] < phase1, train, frozen, None)
+            return loss, (metrics, {**ms, "vq": state})
+
+        def prior_loss(params, ms, batch, rng):
+            def train(_):
+                vq = lax.stop_gradient(params[VQ_PLAYER])
+                codes = encode_indices(model, vq, ms["vq"], batch["x"], epsilon=eps)
+                return prior_objective.loss(params[PRIOR_PLAYER], {"codes": codes}, rng)
+
+            def idle(_):  # phase 1: nothing to compute (metrics read 0)
+                return jnp.zeros(()), {"bits_per_code": jnp.zeros(())}
+
+            loss, metrics = lax.cond(ms["updates"] >= phase1, train, idle, None)
+            return loss, (metrics, ms)
+
+        def post_update(params, ms, step):
+            del params, step
+            return {**ms, "updates": ms["updates"] + 1}
+
+        vq_optimizer = optax.conditionally_mask(optimizer, lambda count: count < phase1)
+        masked_prior = optax.conditionally_mask(prior_optimizer, lambda count: count >= phase1)
+        return Task(
+            init=init,
+            players=(
+                Player(VQ_PLAYER, vq_loss, vq_optimizer, stateful=True),
+                Player(PRIOR_PLAYER, prior_loss, masked_prior, stateful=True),
+            ),
+            init_model_state=init_model_state,
+            post_update=post_update,
+        )
+
+    # The model's functions on the engine's parameters. -------------------------------------
+
+    def functions(self) -> tuple[str, ...]:
+        """The contract's ``sample``, ``encode``, ``decode``, ``reconstruct``, and
+        ``sample_codes``, ``codebook``, ``prior_bits_per_code``."""
+        return (*super().functions(), "sample_codes", "codebook", "prior_bits_per_code")
+
+    def vq_parts(self, params: Mapping[str, Any], model_state: Any) -> tuple[Any, CodebookState]:
+        """The VQ-VAE's own parameters and :class:`CodebookState` in the engine's ``params``
+        and ``model_state`` of either task."""
+        if not isinstance(params, Mapping):
+            raise ValueError(
+                f"VQVAEObjective: params must be the engine's dict of players, got "
+                f"{type(params).__name__}"
+            )
+        if VQ_PLAYER in params:
+            return params[VQ_PLAYER], model_state["vq"]
+        if SINGLE in params:
+            return params[SINGLE], model_state
+        raise ValueError(
+            f"VQVAEObjective: params must hold player {VQ_PLAYER!r} or {SINGLE!r}, got keys "
+            f"{sorted(params)}"
+        )
+
+    def codebook(self, params: Mapping[str, Any], model_state: Any) -> jax.Array:
+        """The current codebook ``[K, D]``."""
+        p, state = self.vq_parts(params, model_state)
+        return codebook(self.model, p, state, self.config.epsilon)
+
+    def encode(self, params: Mapping[str, Any], model_state: Any, x: Any) -> jax.Array:
+        """Code maps of ``x``: int32 ``[B, *model.code_map_shape()]``."""
+        p, state = self.vq_parts(params, model_state)
+        return encode_indices(self.model, p, state, x, epsilon=self.config.epsilon)
+
+    def decode(self, params: Mapping[str, Any], model_state: Any, codes: Any) -> jax.Array:
+        """Code maps ``[B, *code_map_shape]`` (int) decoded to inputs ``[B, *info.shape]``."""
+        p, state = self.vq_parts(params, model_state)
+        return decode_indices(self.model, p, state, codes, epsilon=self.config.epsilon)
+
+    def reconstruct(self, params: Mapping[str, Any], model_state: Any, x: Any) -> jax.Array:
+        """``decode(quantize(encode(x)))``: ``[B, *info.shape]``."""
+        p, state = self.vq_parts(params, model_state)
+        return reconstruct(self.model, p, state, x, epsilon=self.config.epsilon)
+
+    def _prior_params(self, params: Mapping[str, Any]) -> Any:
+        if not isinstance(params, Mapping) or PRIOR_PLAYER not in params:
+            keys = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+            raise ValueError(
+                f"VQVAEObjective: these parameters hold no prior (players {keys}; a VQ-VAE "
+                "trained with prior_steps=0 does not generate); train with run_task or "
+                "two_phase_task"
+            )
+        return params[PRIOR_PLAYER]
+
+    def sample_codes(
+        self,
+        params: Mapping[str, Any],
+        model_state: Any,
+        rng: jax.Array,
+        n: int,
+        *,
+        temperature: float = 1.0,
+    ) -> jax.Array:
+        """``n`` code maps drawn from the prior: int32 ``[n, *model.code_map_shape()]``."""
+        del model_state
+        codes = P.sample(
+            self.prior_model, self._prior_params(params), rng, n, temperature=temperature
+        )
+        return codes.reshape(n, *self.model.code_map_shape())
+
+    def sample(
+        self,
+        params: Mapping[str, Any],
+        model_state: Any,
+        rng: jax.Array,
+        n: int,
+        *,
+        temperature: float = 1.0,
+    ) -> jax.Array:
+        """``n`` prior samples decoded: ``[n, *info.shape]`` (prior at ``temperature``)."""
+        codes = self.sample_codes(params, model_state, rng, n, temperature=temperature)
+        return self.decode(params, model_state, codes)
+
+    def prior_bits_per_code(
+        self, params: Mapping[str, Any], model_state: Any, codes: Any
+    ) -> jax.Array:
+        """The prior's negative log-likelihood of code maps ``[B, ...]``, bits per code."""
+        del model_state
+        codes = jnp.asarray(codes)
+        flat = codes.reshape(codes.shape[0], -1)
+        return P.bits_per_code(self.prior_model, self._prior_params(params), flat)

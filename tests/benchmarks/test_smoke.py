@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from benchmarks import roofline, run, specs
-from experiments.models import gan as gan_experiment
 from genjax.models import gan, ppca
 from genjax.train import init_state
 
@@ -237,7 +236,7 @@ def test_torch_gan_twin_computes_the_same_losses(name):
     got_d = twin.discriminator_loss(torch.from_numpy(x.copy()), torch.from_numpy(z_d))
     got_g = twin.generator_loss(torch.from_numpy(z_g))
     # The networks themselves, on values far from the losses' log 4 at initialisation.
-    model = gan_experiment.model_from_config(m, built.info)
+    model = m.objective(built.info).model
     fake = np.asarray(gan.generate(model, state.params["gen"], jnp.asarray(z_g)))
     got_fake = twin.generator(torch.from_numpy(z_g)).detach().numpy()
     if fake.ndim == 4:

@@ -13,8 +13,8 @@ from genjax.data.mnist import BinarizedMnist, FashionMnist
 SHORT = ["--quiet", "--set", "train.steps=50", "--set", "train.fuse_steps=25",
          "--set", "train.log_every=25", "--set", "train.eval_every=0",
          "--set", "train.checkpoint_every=50", "--set", "train.batch_size=50",
-         "--set", "model.iwae_samples=20", "--set", "model.iwae_chunk=20",
-         "--set", "model.elbo_samples=2", "--set", "model.baseline_em_steps=5"]  # fmt: skip
+         "--set", "eval.iwae_samples=20", "--set", "eval.iwae_chunk=20",
+         "--set", "eval.elbo_samples=2", "--set", "eval.baseline_em_steps=5"]  # fmt: skip
 
 
 @pytest.mark.slow

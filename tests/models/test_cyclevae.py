@@ -9,12 +9,14 @@ against a brute-force search over every monotone path.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import scipy.special
 import scipy.stats
@@ -22,6 +24,7 @@ import scipy.stats
 from experiments.speech import features
 from experiments.speech import prepare as speech_prepare
 from genjax.models import cyclevae as cv
+from genjax.models.base import DataInfo, single
 
 K, D, Q, B = 3, 5, 2, 6
 
@@ -44,7 +47,7 @@ def _tiny(likelihood="gaussian", **kw):
 def _perturbed_params(model, seed=0):
     """Initial parameters with every leaf replaced by random values (so that biases, the
     embeddings and the learned variance all matter)."""
-    params = cv.init(jax.random.PRNGKey(seed), {"x": jnp.zeros((1, D))}, model=model)
+    params = cv.init(model, jax.random.PRNGKey(seed), {"x": jnp.zeros((1, D))})
     leaves, treedef = jax.tree.flatten(params)
     rng = np.random.default_rng(seed)
     new = [rng.normal(scale=0.7, size=np.shape(leaf)).astype(np.float32) for leaf in leaves]
@@ -106,9 +109,7 @@ def test_cycle_loss_is_the_sum_of_its_parts(likelihood, sampling):
     batch = _batch(likelihood)
     rng = jax.random.PRNGKey(3)
     weights = {"direct_weight": 0.7, "cycle_weight": 1.3, "beta": 0.5, "cycle_beta": 2.0}
-    objective = jax.jit(
-        functools.partial(cv.objective, model=model, target_sampling=sampling, **weights)
-    )
+    objective = jax.jit(functools.partial(cv.loss, model, target_sampling=sampling, **weights))
     loss, metrics = objective(params, batch, rng)
 
     # The documented randomness: split into (target, eps, eps_cycle) keys.
@@ -147,7 +148,7 @@ def test_cycle_loss_is_the_sum_of_its_parts(likelihood, sampling):
         np.testing.assert_allclose(float(metrics[name]), value, rtol=2e-5, atol=1e-5, err_msg=name)
 
     # Cycle weight 0: the plain conditional VAE, the direct term alone (same eps key).
-    objective0 = functools.partial(cv.objective, model=model, **{**weights, "cycle_weight": 0.0})
+    objective0 = functools.partial(cv.loss, model, **{**weights, "cycle_weight": 0.0})
     loss0, metrics0 = jax.jit(objective0)(params, batch, rng)
     np.testing.assert_allclose(
         float(loss0), -np.mean(weights["direct_weight"] * direct), rtol=2e-5, atol=1e-5
@@ -168,7 +169,7 @@ def test_stop_gradient_cuts_only_the_path_through_the_conversion():
     eps_c = jax.random.normal(jax.random.PRNGKey(1), (B, Q))
 
     def cycle_term(params, stop):
-        terms = cv.cycle_terms(params, x, s, t, eps, eps_c, model=model, stop_gradient=stop)
+        terms = cv.cycle_terms(model, params, x, s, t, eps, eps_c, stop_gradient=stop)
         return jnp.sum(terms["cycle_log_px"])
 
     grad = jax.jit(jax.grad(cycle_term), static_argnums=1)
@@ -194,7 +195,7 @@ def test_objective_gradient_matches_finite_differences():
         rng = jax.random.PRNGKey(5)
 
         def f(p):
-            return cv.objective(p, batch, rng, model=model, cycle_weight=1.5)[0]
+            return cv.loss(model, p, batch, rng, cycle_weight=1.5)[0]
 
         f = jax.jit(f)
         g = jax.jit(jax.grad(f))(params)
@@ -241,7 +242,7 @@ def test_convert_matches_numpy_and_is_jittable_and_vmappable_over_targets():
         m, _ = _encode(p, x.astype(np.float64), source)
         return scipy.special.expit(_decode(p, m, np.broadcast_to(target, (B,))))
 
-    f = jax.jit(functools.partial(cv.convert, model=model))
+    f = jax.jit(functools.partial(cv.convert, model))
     for target in range(K):
         np.testing.assert_allclose(f(params, x, source, target), oracle(target), atol=1e-5)
     all_targets = jax.vmap(f, in_axes=(None, None, None, 0))(params, x, source, jnp.arange(K))
@@ -251,21 +252,21 @@ def test_convert_matches_numpy_and_is_jittable_and_vmappable_over_targets():
     # Per-example targets, and target == source is the reconstruction.
     mixed = np.array([2, 0, 1, 1, 2, 0], np.int32)
     np.testing.assert_allclose(
-        cv.convert(params, x, source, mixed, model=model),
+        cv.convert(model, params, x, source, mixed),
         np.stack([oracle(mixed[i])[i] for i in range(B)]),
         atol=1e-5,
     )
     np.testing.assert_allclose(
-        cv.reconstruct(params, x, source, model=model),
+        cv.reconstruct(model, params, x, source),
         np.stack([oracle(source[i])[i] for i in range(B)]),
         atol=1e-5,
     )
     # The round trip is two conversions.
-    there = np.asarray(cv.convert(params, x, source, mixed, model=model))
+    there = np.asarray(cv.convert(model, params, x, source, mixed))
     m, _ = _encode(p, there.astype(np.float64), mixed)
     back = scipy.special.expit(_decode(p, m, source))
     np.testing.assert_allclose(
-        cv.cycle_reconstruct(params, x, source, mixed, model=model), back, atol=1e-5
+        cv.cycle_reconstruct(model, params, x, source, mixed), back, atol=1e-5
     )
 
 
@@ -278,20 +279,18 @@ def test_conv_architecture_shapes_and_vmapped_conversion():
         hidden=(4,),
         likelihood="bernoulli",
     )
-    params = cv.init(jax.random.PRNGKey(0), {"x": jnp.zeros((2, 8, 8, 1))}, model=model)
+    params = cv.init(model, jax.random.PRNGKey(0), {"x": jnp.zeros((2, 8, 8, 1))})
     x = jax.random.uniform(jax.random.PRNGKey(1), (5, 8, 8, 1))
-    mean, log_var = cv.encode(params, x, 1, model=model)
+    mean, log_var = cv.encode(model, params, x, 1)
     assert mean.shape == log_var.shape == (5, 3)
-    f = jax.jit(functools.partial(cv.convert, model=model))
+    f = jax.jit(functools.partial(cv.convert, model))
     out = jax.vmap(f, in_axes=(None, None, None, 0))(params, x, 1, jnp.arange(4))
     assert out.shape == (4, 5, 8, 8, 1)
     assert np.all((np.asarray(out) > 0) & (np.asarray(out) < 1))
     # The decoder does use the code: different targets, different images.
     assert np.abs(np.asarray(out[0] - out[3])).max() > 1e-4
     batch = {"x": x, "label": jnp.array([0, 1, 2, 3, 0])}
-    loss, metrics = jax.jit(functools.partial(cv.objective, model=model))(
-        params, batch, jax.random.PRNGKey(2)
-    )
+    loss, metrics = jax.jit(functools.partial(cv.loss, model))(params, batch, jax.random.PRNGKey(2))
     assert np.isfinite(float(loss)) and set(metrics) >= {"elbo", "cycle_elbo", "cycle_kl"}
 
 
@@ -300,38 +299,149 @@ def test_bad_input_is_rejected_with_named_arguments():
     params = _perturbed_params(model)
     x = _batch("bernoulli")["x"]
     with pytest.raises(ValueError, match=r"target must be domain indices in \[0, 3\).*\[3, 3\]"):
-        cv.convert(params, x, 0, 3, model=model)
+        cv.convert(model, params, x, 0, 3)
     with pytest.raises(ValueError, match=r"source must be domain indices.*\[-1, 0\]"):
-        cv.convert(params, x, np.array([0, 0, 0, 0, 0, -1]), 1, model=model)
+        cv.convert(model, params, x, np.array([0, 0, 0, 0, 0, -1]), 1)
     with pytest.raises(ValueError, match=r"x must have shape \[B, \*data_shape\] = \[B, 5\]"):
-        cv.convert(params, np.zeros((B, 7), np.float32), 0, 1, model=model)
+        cv.convert(model, params, np.zeros((B, 7), np.float32), 0, 1)
     with pytest.raises(ValueError, match=r"target must be a scalar or have shape \[B\]"):
-        cv.convert(params, x, 0, np.zeros(4, np.int32), model=model)
+        cv.convert(model, params, x, 0, np.zeros(4, np.int32))
     with pytest.raises(ValueError, match="integer domain indices"):
-        cv.convert(params, x, 0, 1.0, model=model)
+        cv.convert(model, params, x, 0, 1.0)
     with pytest.raises(ValueError, match="num_domains must be an int >= 2"):
         cv.check_model(cv.CycleVAE(data_shape=(D,), num_domains=1, latent_dim=2))
     with pytest.raises(ValueError, match=r'batch\["label"\]'):
-        cv.objective(params, {"x": x}, jax.random.PRNGKey(0), model=model)
+        cv.loss(model, params, {"x": x}, jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match=r"batch\[\"label\"\] must be domain indices"):
-        cv.objective(params, {"x": x, "label": np.full(B, 5)}, jax.random.PRNGKey(0), model=model)
+        cv.loss(model, params, {"x": x, "label": np.full(B, 5)}, jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="cycle_weight must be a finite number >= 0"):
-        cv.objective(
-            params, _batch("bernoulli"), jax.random.PRNGKey(0), model=model, cycle_weight=-1.0
-        )
+        cv.loss(model, params, _batch("bernoulli"), jax.random.PRNGKey(0), cycle_weight=-1.0)
     with pytest.raises(ValueError, match="in \\[0, 1\\] for the Bernoulli"):
-        cv.elbo(params, x + 2.0, 0, jax.random.PRNGKey(0), model=model)
+        cv.elbo(model, params, x + 2.0, 0, jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="needs images"):
         cv.check_model(
             cv.CycleVAE(data_shape=(64,), num_domains=2, latent_dim=2, architecture="conv")
         )
     # Under jit a traced out-of-range index cannot be checked: the output is NaN, not a
     # silently wrong domain (documented behaviour).
-    f = jax.jit(functools.partial(cv.convert, model=model))
+    f = jax.jit(functools.partial(cv.convert, model))
     assert np.all(np.isnan(np.asarray(f(params, x, 0, jnp.int32(7)))))
     # The shape check holds under jit too (trace time).
     with pytest.raises(ValueError, match="data_shape"):
         f(params, np.zeros((2, 4), np.float32), 0, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# The contract: CycleVAEConfig, config.objective(info), CycleVAEObjective
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("architecture", "linear", r"one of \('mlp', 'conv'\), got 'linear'"),
+        ("hidden", (), r"a non-empty tuple of positive ints, got \(\)"),
+        ("hidden", (4, -1), r"a tuple \(hashable, not a list\) of positive ints, got \(4, -1\)"),
+        ("latent_dim", 0, r"an int >= 1, got 0"),
+        ("activation", "swish2", r"one of .*'relu'.*got 'swish2'"),
+        ("embed_dim", 0, r"an int >= 1, got 0"),
+        ("condition_encoder", "yes", r"true or false, got 'yes'"),
+        ("likelihood", "poisson", r"one of \('bernoulli', 'gaussian'\), got 'poisson'"),
+        ("variance", "diag", r"one of \('fixed', 'isotropic', 'pixel'\), got 'diag'"),
+        ("fixed_variance", 0.0, r"a finite number > 0, got 0.0"),
+        ("min_variance", float("inf"), r"a finite number > 0, got inf"),
+        ("kernel_size", 0, r"an int >= 1, got 0"),
+        ("direct_weight", -1.0, r"a finite number >= 0, got -1.0"),
+        ("cycle_weight", -0.5, r"a finite number >= 0, got -0.5"),
+        ("beta", float("nan"), r"a finite number >= 0, got nan"),
+        ("cycle_beta", -2.0, r"a finite number >= 0, got -2.0"),
+        ("target_sampling", "all", r"one of \('others', 'any'\), got 'all'"),
+        ("stop_gradient", 1, r"true or false, got 1"),
+    ],
+)
+def test_config_validation_names_the_field(field, value, message):
+    with pytest.raises(ValueError, match=rf"^CycleVAEConfig\.{field} must be {message}"):
+        cv.CycleVAEConfig(**{field: value})
+
+
+def test_config_defaults_replace_and_saved_keys():
+    config = cv.CycleVAEConfig()
+    assert config.family == "cyclevae" and config.cycle_weight == 4.0
+    assert dataclasses.replace(config, cycle_weight=0.0).cycle_weight == 0.0
+    assert cv.CycleVAEConfig(cycle_beta=None).cycle_beta is None
+    saved = {"latent_dim": 3, "compare": False, "classifier_steps": 5, "elbo_samples": 2}
+    assert cv.CycleVAEConfig(**cv.CycleVAEConfig.upgrade_saved(saved)).latent_dim == 3
+
+
+def test_objective_refuses_data_the_config_cannot_take():
+    config = cv.CycleVAEConfig(hidden=(8,), latent_dim=2)
+    with pytest.raises(ValueError, match=r"labelled data .* 'frames' has no labels"):
+        config.objective(DataInfo(shape=(D,), name="frames"))
+    with pytest.raises(ValueError, match=r"at least two domains .* 'one' has 1 class"):
+        config.objective(DataInfo(shape=(D,), num_classes=1, name="one"))
+    conv = cv.CycleVAEConfig(architecture="conv", hidden=(4,))
+    with pytest.raises(ValueError, match=r"^CycleVAEConfig\.architecture='conv' needs images"):
+        conv.objective(DataInfo(shape=(64,), num_classes=10))
+    deep = cv.CycleVAEConfig(architecture="conv", hidden=(4, 4, 4, 4))
+    with pytest.raises(ValueError, match=r"^CycleVAEConfig\.hidden=.*multiples of 2\^4 = 16"):
+        deep.objective(DataInfo(shape=(8, 8, 1), num_classes=10))
+    bernoulli = cv.CycleVAEConfig(likelihood="bernoulli")
+    raw = DataInfo(shape=(D,), num_classes=K, unit_interval=False)
+    with pytest.raises(ValueError, match=r"^CycleVAEConfig\.likelihood='bernoulli' needs inputs"):
+        bernoulli.objective(raw)
+    objective = config.objective(raw)  # the Gaussian likelihood takes any real features
+    assert (objective.model.num_domains, objective.model.data_shape) == (K, (D,))
+
+
+def test_objective_task_trains_and_serves_the_model():
+    rng = np.random.default_rng(0)
+    # Three domains: the same 5-d content, shifted by a per-domain offset.
+    labels = rng.integers(0, K, 512).astype(np.int32)
+    x = (rng.normal(size=(512, D)) + 3.0 * np.eye(K, D)[labels]).astype(np.float32)
+    config = cv.CycleVAEConfig(
+        hidden=(32,), latent_dim=Q, embed_dim=4, variance="pixel", cycle_weight=1.0
+    )
+    objective = config.objective(DataInfo(shape=(D,), num_classes=K))
+    assert not objective.stateful and objective.family == "cyclevae"
+    assert objective.functions() == (
+        *("sample", "encode", "decode", "reconstruct", "convert"),
+        *("posterior", "cycle_reconstruct", "elbo"),
+    )
+    batch, key = {"x": jnp.asarray(x[:8]), "label": jnp.asarray(labels[:8])}, jax.random.PRNGKey(2)
+    params = objective.init(jax.random.PRNGKey(1), batch)
+    got, metrics = objective.loss(params, batch, key)
+    expected, _ = cv.loss(objective.model, params, batch, key, cycle_weight=1.0)
+    assert float(got) == float(expected) and "cycle_elbo" in metrics
+
+    from genjax.train import Engine, init_state
+
+    engine = Engine(objective.task(optax.adam(3e-3)))
+    example = {"x": x[:2], "label": labels[:2]}
+    state = engine.place_state(init_state(engine.task, jax.random.PRNGKey(0), example))
+    data = engine.place_resident({"x": jnp.asarray(x), "label": jnp.asarray(labels)})
+    state, metrics = engine.run_on_device(state, data, num_steps=200, batch_size=64, seed=0)
+    loss = np.asarray(metrics["loss"])
+    assert np.isfinite(loss).all() and loss[-20:].mean() < loss[:20].mean() - 1.0
+    p, ms = state.params, state.model_state
+    draws = objective.sample(p, ms, jax.random.PRNGKey(0), 6)
+    assert draws.shape == (6, D)
+    np.testing.assert_allclose(
+        draws, cv.sample(objective.model, single(p), jax.random.PRNGKey(0), 6, np.arange(6) % K)
+    )
+    assert objective.sample(p, ms, jax.random.PRNGKey(0), 4, 2, mean=False).shape == (4, D)
+    z = objective.encode(p, ms, x[:5], labels[:5])
+    assert z.shape == (5, Q)
+    np.testing.assert_array_equal(z, objective.posterior(p, ms, x[:5], labels[:5])[0])
+    assert objective.decode(p, ms, z, 1).shape == (5, D)
+    np.testing.assert_allclose(
+        objective.reconstruct(p, ms, x[:5], labels[:5]), objective.decode(p, ms, z, labels[:5])
+    )
+    converted = objective.convert(p, ms, x[:5], labels[:5], 0)
+    assert converted.shape == (5, D)
+    assert objective.cycle_reconstruct(p, ms, x[:5], labels[:5], 0).shape == (5, D)
+    assert objective.elbo(p, ms, x[:5], labels[:5], jax.random.PRNGKey(0)).shape == (5,)
+    # The learned conversion moves the features towards the target domain's offset.
+    assert np.mean(np.asarray(converted)[:, 0]) > np.mean(x[:5][labels[:5] != 0][:, 0]) + 1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,7 +458,7 @@ def test_short_digits_training_converts_to_the_target_class():
     from sklearn.linear_model import LogisticRegression
 
     from genjax.data import Preprocess, load, preprocess
-    from genjax.train import Engine, Task, init_state
+    from genjax.train import Engine, init_state
 
     def split(name):
         d = load("digits", name)
@@ -356,7 +466,11 @@ def test_short_digits_training_converts_to_the_target_class():
         return np.asarray(b["x"]), np.asarray(b["label"])
 
     (x_tr, y_tr), (x_te, y_te) = split("train"), split("test")
-    model = cv.CycleVAE(
+    # The library's default config is the module below with the loss's default weights and
+    # cycle_weight=4.
+    objective = cv.CycleVAEConfig().objective(DataInfo(shape=(64,), num_classes=10))
+    model = objective.model
+    assert model == cv.CycleVAE(
         data_shape=(64,),
         num_domains=10,
         latent_dim=8,
@@ -364,8 +478,7 @@ def test_short_digits_training_converts_to_the_target_class():
         variance="fixed",
         fixed_variance=0.01,
     )
-    loss = functools.partial(cv.objective, model=model, cycle_weight=4.0)
-    task = Task.from_loss(functools.partial(cv.init, model=model), loss, optax.adam(1e-3))
+    task = objective.task(optax.adam(1e-3))
     engine = Engine(task)
     example = {"x": x_tr[:2], "label": y_tr[:2]}
     state = engine.place_state(
@@ -378,7 +491,7 @@ def test_short_digits_training_converts_to_the_target_class():
 
     clf = LogisticRegression(max_iter=2000).fit(x_tr, y_tr)
     assert clf.score(x_te, y_te) > 0.9
-    f = jax.jit(jax.vmap(functools.partial(cv.convert, model=model), in_axes=(None,) * 3 + (0,)))
+    f = jax.jit(jax.vmap(functools.partial(cv.convert, model), in_axes=(None,) * 3 + (0,)))
     out = np.asarray(f(params, x_te, y_te, jnp.arange(10)))
     pred = clf.predict(out.reshape(-1, 64)).reshape(10, -1)
     other = np.arange(10)[:, None] != y_te[None, :]
@@ -386,7 +499,7 @@ def test_short_digits_training_converts_to_the_target_class():
     assert accuracy > 0.85, accuracy
     # The latent carries the writer's style: reconstructions beat the class-mean image.
     means = np.stack([x_tr[y_tr == c].mean(0) for c in range(10)])
-    recon = np.asarray(cv.reconstruct(params, x_te, y_te, model=model))
+    recon = np.asarray(cv.reconstruct(model, params, x_te, y_te))
     assert np.mean((recon - x_te) ** 2) < 0.7 * np.mean((means[y_te] - x_te) ** 2)
 
 

@@ -26,15 +26,38 @@ import scipy.integrate
 import scipy.stats
 
 from genjax.models import gan
+from genjax.models.base import DataInfo
 
 d_objective = jax.jit(gan.discriminator_objective, static_argnums=0)
 g_objective = jax.jit(gan.generator_objective, static_argnums=0)
 
+#: A plain GAN: 64-d latent, two 256-unit layers each side, no R1, no EMA (the settings these
+#: tests are written against; the config's own defaults are the tuned 2-D recipe).
+_PLAIN = dict(
+    latent_dim=64,
+    generator_features=(256, 256),
+    discriminator_features=(256, 256),
+    r1_gamma=0.0,
+    r1_steps=0,
+    ema_decay=0.0,
+)
+
+
+def plain_gan(data_shape, **kw) -> gan.GAN:
+    """The :class:`gan.GAN` of a plain config (``_PLAIN``, updated by ``kw``) for
+    ``data_shape``, built as the library builds it: ``config.objective(info).model``."""
+    return gan.GANConfig(**{**_PLAIN, **kw}).objective(DataInfo(shape=data_shape)).model
+
+
+def replace(model: gan.GAN, **changes) -> gan.GAN:
+    """``model`` with some of its config's fields changed."""
+    return gan.GAN(dataclasses.replace(model.config, **changes), model.data_shape)
+
 
 def _linear_gan(**kw) -> gan.GAN:
     """An MLP GAN whose networks are linear (identity activations, one hidden unit)."""
-    return gan.GAN(
-        data_shape=(1,),
+    return plain_gan(
+        (1,),
         latent_dim=1,
         generator_features=(1,),
         discriminator_features=(1,),
@@ -57,7 +80,7 @@ def _linear_params(g_scale, g_shift, d_weight, d_bias):
 
 def test_param_layout_of_the_linear_helper():
     model = _linear_gan()
-    params = gan.init(jax.random.PRNGKey(0), {"x": jnp.zeros((2, 1))}, model)
+    params = gan.init(model, jax.random.PRNGKey(0), {"x": jnp.zeros((2, 1))})
     hand = _linear_params(1.0, 0.0, 1.0, 0.0)
     assert jax.tree.structure(params) == jax.tree.structure(hand)
 
@@ -96,14 +119,14 @@ def test_value_at_the_optimal_discriminator_is_minus_log4_plus_2jsd():
 @pytest.fixture(scope="module")
 def trained_1d_discriminator():
     """A discriminator trained to convergence against the fixed generator N(1.5, 0.7^2)."""
-    model = gan.GAN(
-        data_shape=(1,),
+    model = plain_gan(
+        (1,),
         latent_dim=1,
         discriminator_features=(64, 64),
         generator_features=(1,),
         generator_activation="identity",
     )
-    params = gan.init(jax.random.PRNGKey(0), {"x": jnp.zeros((2, 1))}, model)
+    params = gan.init(model, jax.random.PRNGKey(0), {"x": jnp.zeros((2, 1))})
     # A linear generator G(z) = 0.7 z + 1.5 with z ~ N(0, 1), so p_g = N(1.5, 0.49) exactly.
     fixed = _linear_params(G_SCALE, G_SHIFT, 0.0, 0.0)[gan.GEN]
     params = {gan.DISC: params[gan.DISC], gan.GEN: fixed}
@@ -191,7 +214,7 @@ def test_objectives_match_hand_computation_on_linear_networks():
     fake_logit = a * (G_SCALE * z + G_SHIFT) + c
     ns, _ = g_objective(model, params, {}, {"x": x}, g_rng)
     assert float(ns) == pytest.approx(np.mean(softplus(-fake_logit)), rel=1e-5)
-    saturating = dataclasses.replace(model, loss="minimax")
+    saturating = replace(model, loss="minimax")
     mm, _ = g_objective(saturating, params, {}, {"x": x}, g_rng)
     assert float(mm) == pytest.approx(np.mean(-softplus(fake_logit)), rel=1e-5)
 
@@ -199,7 +222,7 @@ def test_objectives_match_hand_computation_on_linear_networks():
 def test_r1_phase_ends_after_r1_steps():
     model = _linear_gan(r1_gamma=2.0, r1_steps=3)
     params = _linear_params(G_SCALE, G_SHIFT, 0.8, -0.3)
-    state = gan.init_model_state(jax.random.PRNGKey(0), {"x": jnp.zeros((1, 1))}, params, model)
+    state = gan.init_model_state(model, jax.random.PRNGKey(0), {"x": jnp.zeros((1, 1))}, params)
     assert int(state["step"]) == 0
     x = {"x": jnp.asarray([[0.5], [-1.0]])}
     rng = jax.random.PRNGKey(3)
@@ -216,8 +239,8 @@ def test_r1_phase_ends_after_r1_steps():
 
 
 def test_r1_penalty_matches_finite_differences():
-    model = gan.GAN(data_shape=(3,), latent_dim=2, discriminator_features=(16, 16))
-    params = gan.init(jax.random.PRNGKey(0), {"x": jnp.zeros((2, 3))}, model)
+    model = plain_gan((3,), latent_dim=2, discriminator_features=(16, 16))
+    params = gan.init(model, jax.random.PRNGKey(0), {"x": jnp.zeros((2, 3))})
     x = np.random.default_rng(0).normal(size=(5, 3))
     with jax.enable_x64(True):
         disc = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params[gan.DISC])
@@ -239,15 +262,15 @@ def test_r1_penalty_matches_finite_differences():
 
 
 def test_spectral_norm_divides_each_kernel_by_its_largest_singular_value():
-    model = gan.GAN(
-        data_shape=(4,),
+    model = plain_gan(
+        (4,),
         latent_dim=2,
         discriminator_features=(8,),
         discriminator_activation="identity",
         spectral_norm=True,
     )
-    params = gan.init(jax.random.PRNGKey(0), {"x": jnp.zeros((2, 4))}, model)
-    state = gan.init_model_state(jax.random.PRNGKey(1), {"x": jnp.zeros((2, 4))}, params, model)
+    params = gan.init(model, jax.random.PRNGKey(0), {"x": jnp.zeros((2, 4))})
+    state = gan.init_model_state(model, jax.random.PRNGKey(1), {"x": jnp.zeros((2, 4))}, params)
     x = jnp.asarray(np.random.default_rng(1).normal(size=(6, 4)), jnp.float32)
 
     @jax.jit
@@ -278,7 +301,7 @@ def test_spectral_norm_divides_each_kernel_by_its_largest_singular_value():
 def test_ema_of_generator_weights():
     model = _linear_gan(ema_decay=0.9, d_steps=2)
     params = _linear_params(1.0, 0.0, 1.0, 0.0)
-    state = gan.init_model_state(jax.random.PRNGKey(0), {"x": jnp.zeros((1, 1))}, params, model)
+    state = gan.init_model_state(model, jax.random.PRNGKey(0), {"x": jnp.zeros((1, 1))}, params)
     start = np.asarray(state["ema"]["params"]["mlp"]["dense_1"]["bias"])
     moved = _linear_params(1.0, 2.0, 1.0, 0.0)
     # step 0: (0 + 1) % 2 != 0, the generator was not updated: EMA unchanged.
@@ -297,8 +320,8 @@ def test_ema_of_generator_weights():
 @pytest.mark.parametrize(("shape", "stages"), [((8, 8, 1), 2), ((28, 28, 1), 2), ((32, 32, 3), 3)])
 def test_dcgan_shapes(shape, stages):
     feats = (32, 16, 8)[:stages]
-    model = gan.GAN(
-        data_shape=shape,
+    model = plain_gan(
+        shape,
         latent_dim=8,
         architecture="dcgan",
         generator_features=feats,
@@ -307,7 +330,7 @@ def test_dcgan_shapes(shape, stages):
     )
     # Shapes only (no compilation): eval_shape traces the networks abstractly.
     params = jax.eval_shape(
-        lambda r: gan.init(r, {"x": jnp.zeros((2, *shape))}, model), jax.random.PRNGKey(0)
+        lambda r: gan.init(model, r, {"x": jnp.zeros((2, *shape))}), jax.random.PRNGKey(0)
     )
     z = jax.ShapeDtypeStruct((3, 8), jnp.float32)
     samples = jax.eval_shape(lambda p, z: gan.generate(model, p, z), params[gan.GEN], z)
@@ -320,43 +343,51 @@ def test_dcgan_shapes(shape, stages):
 
 
 def test_dcgan_samples_in_unit_interval_with_sigmoid_output():
-    model = gan.GAN(
-        data_shape=(8, 8, 1),
+    model = plain_gan(
+        (8, 8, 1),
         latent_dim=4,
         architecture="dcgan",
         generator_features=(8, 4),
         discriminator_features=(4, 8),
         output="sigmoid",
     )
-    params = gan.init(jax.random.PRNGKey(0), {"x": jnp.zeros((2, 8, 8, 1))}, model)
+    params = gan.init(model, jax.random.PRNGKey(0), {"x": jnp.zeros((2, 8, 8, 1))})
     samples = np.asarray(gan.sample(model, params[gan.GEN], jax.random.PRNGKey(1), 16))
     assert samples.shape == (16, 8, 8, 1)
     assert samples.min() >= 0.0 and samples.max() <= 1.0 and samples.std() > 0
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match=r"GAN\.latent_dim must be an int >= 1, got 0"):
-        gan.GAN(data_shape=(2,), latent_dim=0)
+    with pytest.raises(ValueError, match=r"GANConfig\.latent_dim must be an int >= 1, got 0"):
+        gan.GANConfig(latent_dim=0)
     with pytest.raises(
-        ValueError, match=r"multiples of 2\^2 = 4, got an image of shape \(30, 30, 1\)"
+        ValueError,
+        match=r"GANConfig\.generator_features \(dcgan\): 2 stride-2 stage\(s\) need .* "
+        r"multiples of 2\^2 = 4, got an image of shape \(30, 30, 1\)",
     ):
-        gan.GAN(data_shape=(30, 30, 1), architecture="dcgan", generator_features=(8, 8))
-    with pytest.raises(ValueError, match=r"data_shape must be \(H, W, C\) for the dcgan"):
-        gan.GAN(data_shape=(64,), architecture="dcgan")
-    with pytest.raises(ValueError, match=r"GAN\.architecture must be one of"):
-        gan.GAN(data_shape=(2,), architecture="wgan")
-    with pytest.raises(ValueError, match=r"GAN\.r1_gamma must be a finite number >= 0, got -1"):
-        gan.GAN(data_shape=(2,), r1_gamma=-1.0)
-    with pytest.raises(ValueError, match=r"GAN.ema_decay must be in \[0, 1\), got 1.0"):
-        gan.GAN(data_shape=(2,), ema_decay=1.0)
-    with pytest.raises(ValueError, match=r"GAN\.d_steps must be an int >= 1, got 0"):
-        gan.GAN(data_shape=(2,), d_steps=0)
-    model = gan.GAN(data_shape=(2,), latent_dim=3)
+        plain_gan((30, 30, 1), architecture="dcgan", generator_features=(8, 8))
+    with pytest.raises(
+        ValueError, match=r"GANConfig\.architecture='dcgan' needs images \(H, W, C\)"
+    ):
+        plain_gan((64,), architecture="dcgan")
+    with pytest.raises(ValueError, match=r"GANConfig\.architecture must be one of"):
+        gan.GANConfig(architecture="wgan")
+    with pytest.raises(
+        ValueError, match=r"GANConfig\.r1_gamma must be a finite number >= 0, got -1"
+    ):
+        gan.GANConfig(r1_gamma=-1.0)
+    with pytest.raises(
+        ValueError, match=r"GANConfig\.ema_decay must be a finite number in \[0, 1\), got 1.0"
+    ):
+        gan.GANConfig(ema_decay=1.0)
+    with pytest.raises(ValueError, match=r"GANConfig\.d_steps must be an int >= 1, got 0"):
+        gan.GANConfig(d_steps=0)
+    model = plain_gan((2,), latent_dim=3)
     with pytest.raises(
         ValueError, match=r'batch\["x"\] must have shape \[B, \*data_shape\] = \[B, 2\]'
     ):
-        gan.init(jax.random.PRNGKey(0), {"x": jnp.zeros((4, 3))}, model)
-    params = gan.init(jax.random.PRNGKey(0), {"x": jnp.zeros((4, 2))}, model)
+        gan.init(model, jax.random.PRNGKey(0), {"x": jnp.zeros((4, 3))})
+    params = gan.init(model, jax.random.PRNGKey(0), {"x": jnp.zeros((4, 2))})
     with pytest.raises(ValueError, match=r"z must have shape \[B, 3\], got \(4, 2\)"):
         gan.generate(model, params[gan.GEN], jnp.zeros((4, 2)))
     with pytest.raises(ValueError, match="n must be an int >= 1, got 0"):
@@ -392,7 +423,7 @@ def test_every_loss_matches_hand_computation_on_linear_networks(loss, spectral_n
     a, c = 0.8, -0.3
     params = _linear_params(G_SCALE, G_SHIFT, a, c)
     slope = 1.0 if spectral_norm else a
-    state = gan.init_model_state(jax.random.PRNGKey(9), {"x": jnp.zeros((1, 1))}, params, model)
+    state = gan.init_model_state(model, jax.random.PRNGKey(9), {"x": jnp.zeros((1, 1))}, params)
     x = jnp.asarray([[0.5], [-1.0], [2.0], [0.1]])
     rng = jax.random.PRNGKey(3)
     value, (metrics, new_state) = d_objective(model, params, state, {"x": x}, rng)
@@ -437,9 +468,9 @@ def test_every_loss_matches_hand_computation_on_linear_networks(loss, spectral_n
 def test_default_loss_is_the_non_saturating_one():
     # The default recipe before the losses became a choice: BCE for the discriminator,
     # -log D(G(z)) for the generator.
-    assert gan.GAN(data_shape=(1,)).loss == "non_saturating"
-    assert gan.GAN(data_shape=(1,)).gp_weight == 10.0
-    from experiments.models.gan import GANConfig
+    assert plain_gan((1,)).config.loss == "non_saturating"
+    assert plain_gan((1,)).config.gp_weight == 10.0
+    GANConfig = gan.GANConfig
 
     assert GANConfig().loss == "non_saturating" and GANConfig().gp_weight == 10.0
     assert GANConfig().non_saturating is True
@@ -460,8 +491,8 @@ def test_discriminate_is_on_the_scale_of_the_loss(loss):
 def test_wgan_gp_objective_gradient_matches_finite_differences():
     # The critic's gradient, which differentiates through the input gradient of the penalty
     # (a double backward pass), against central differences of the objective in float64.
-    model = gan.GAN(
-        data_shape=(3,),
+    model = plain_gan(
+        (3,),
         latent_dim=2,
         generator_features=(8,),
         discriminator_features=(8, 8),
@@ -469,7 +500,7 @@ def test_wgan_gp_objective_gradient_matches_finite_differences():
         loss="wgan_gp",
         gp_weight=10.0,
     )
-    params = gan.init(jax.random.PRNGKey(0), {"x": jnp.zeros((2, 3))}, model)
+    params = gan.init(model, jax.random.PRNGKey(0), {"x": jnp.zeros((2, 3))})
     x = np.random.default_rng(2).normal(size=(6, 3))
     with jax.enable_x64(True):
         params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
@@ -497,7 +528,7 @@ def test_wgan_gp_objective_gradient_matches_finite_differences():
             )
             assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9)
         # The penalty's share of the gradient is not negligible (the check sees it).
-        no_gp = dataclasses.replace(model, gp_weight=0.0)
+        no_gp = replace(model, gp_weight=0.0)
         plain = jax.grad(
             lambda d: gan.discriminator_objective(
                 no_gp, {gan.DISC: d, gan.GEN: params[gan.GEN]}, {}, batch, rng
@@ -511,17 +542,15 @@ def test_wgan_gp_objective_gradient_matches_finite_differences():
 def test_bad_loss_settings():
     with pytest.raises(
         ValueError,
-        match=r"GAN\.loss must be one of minimax, non_saturating, hinge, wgan_gp, least_squares, "
-        r"got 'wgan'",
+        match=r"GANConfig\.loss must be one of minimax, non_saturating, hinge, wgan_gp, "
+        r"least_squares, got 'wgan'",
     ):
-        gan.GAN(data_shape=(2,), loss="wgan")
+        gan.GANConfig(loss="wgan")
     for bad in (-1.0, math.nan, math.inf, True, "10"):
-        with pytest.raises(ValueError, match=r"GAN\.gp_weight must be a finite number >= 0"):
-            gan.GAN(data_shape=(2,), gp_weight=bad)
-    with pytest.raises(Exception, match=r"model\.non_saturating has no meaning for"):
-        from experiments.models.gan import GANConfig
-
-        _ = GANConfig(loss="hinge").non_saturating
+        with pytest.raises(ValueError, match=r"GANConfig\.gp_weight must be a finite number >= 0"):
+            gan.GANConfig(gp_weight=bad)
+    with pytest.raises(Exception, match=r"GANConfig\.non_saturating has no meaning for"):
+        _ = gan.GANConfig(loss="hinge").non_saturating
 
 
 def test_unknown_loss_on_the_command_line_is_one_line_naming_the_choices(tmp_path, capsys):
@@ -569,22 +598,21 @@ def ring8():
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", sorted(_SMOKE))
 def test_short_training_moves_the_samples_onto_the_ring(loss, ring8):
-    """A few thousand steps through the engine with each loss, built by the command's
-    ``build_task``: the generator's samples, which start in a blob around the origin (mean
-    distance to the nearest of the 8 modes about 1.46), end on the ring of radius 2 and
-    gathered at its modes, at under a quarter of that distance (0.09 to 0.17 of it over four
-    seeds). Points spread evenly over the ring would be at 0.39, about 0.27 of the start; a
-    generator loss of the wrong sign, a discriminator loss with its targets swapped or one
-    that does not train the discriminator drives the samples off the ring, into the origin,
-    or at best onto a level curve of the untrained discriminator (0.28 or more)."""
-    from experiments.config import DataConfig, OptimizerConfig, RunConfig
-    from experiments.models import gan as experiment
-    from experiments.registry import DataInfo
-    from genjax.train import Engine, TrainConfig, init_state
+    """A few thousand steps through the engine with each loss, the task built as the command
+    builds it (``GANObjective.run_task``): the generator's samples, which start in a blob
+    around the origin (mean distance to the nearest of the 8 modes about 1.46), end on the
+    ring of radius 2 and gathered at its modes, at under a quarter of that distance (0.09 to
+    0.17 of it over four seeds). Points spread evenly over the ring would be at 0.39, about
+    0.27 of the start; a generator loss of the wrong sign, a discriminator loss with its
+    targets swapped or one that does not train the discriminator drives the samples off the
+    ring, into the origin, or at best onto a level curve of the untrained discriminator (0.28
+    or more)."""
+    from genjax.config import OptimizerConfig
+    from genjax.train import Engine, init_state
 
     spec, x = ring8
     steps, model_kw, opt_kw = _SMOKE[loss]
-    m = experiment.GANConfig(
+    m = gan.GANConfig(
         latent_dim=4,
         generator_features=(64, 64),
         discriminator_features=(64, 64),
@@ -594,18 +622,12 @@ def test_short_training_moves_the_samples_onto_the_ring(loss, ring8):
         loss=loss,
         **model_kw,
     )
-    config = RunConfig(
-        model="gan",
-        dataset="ring8",
-        model_config=m,
-        train=TrainConfig(steps=steps, batch_size=256, fuse_steps=steps, progress=False),
-        optimizer=OptimizerConfig(**{"learning_rate": 1e-3, "b1": 0.5, **opt_kw}),
-        data=DataConfig(),
-    )
-    info = DataInfo("ring8", (2,), 8, None)
-    task = experiment.build_task(config, info)
-    model = experiment.model_from_config(m, info)
-    assert model.loss == loss
+    optimizer = OptimizerConfig(**{"learning_rate": 1e-3, "b1": 0.5, **opt_kw})
+    objective = m.objective(DataInfo(shape=(2,), num_classes=8, name="ring8"))
+    # What the command builds: OptimizerConfig.build as the optimizer factory.
+    task = objective.run_task(optimizer.build, steps)
+    model = objective.model
+    assert model.config.loss == loss
     engine = Engine(task)
     state = engine.place_state(init_state(task, jax.random.PRNGKey(0), {"x": x[:256]}))
 
@@ -629,8 +651,8 @@ def test_short_training_moves_the_samples_onto_the_ring(loss, ring8):
 def test_a_config_saved_before_the_loss_option_still_loads():
     import dataclasses
 
-    from experiments.config import RunConfig, from_dict
-    from experiments.models.gan import SPEC, GANConfig
+    from experiments.models.gan import SPEC, GANEval
+    from genjax.config import RunConfig, from_dict
 
     config = SPEC.configs["ring8"]()
     saved = json.loads(config.to_json())
@@ -638,6 +660,216 @@ def test_a_config_saved_before_the_loss_option_still_loads():
         legacy = dict(saved, model_config=dict(saved["model_config"]))
         del legacy["model_config"]["loss"]
         legacy["model_config"]["non_saturating"] = old
-        back = from_dict(legacy, GANConfig)
+        back = from_dict(legacy, gan.GANConfig, GANEval)
         assert isinstance(back, RunConfig) and back.model_config.loss == loss
         assert back.model_config == dataclasses.replace(config.model_config, loss=loss)
+        assert back.evaluation == config.evaluation
+
+
+def test_a_config_saved_with_the_evaluation_settings_among_the_model_s_still_loads():
+    # Before the eval section, config.json kept eval_samples & co. in model_config (and, older
+    # still, the boolean non_saturating instead of loss).
+    import dataclasses
+
+    from experiments.models.gan import SPEC, GANEval
+    from genjax.config import from_dict
+
+    config = dataclasses.replace(SPEC.configs["digits"](), evaluation=GANEval(eval_samples=500))
+    saved = json.loads(config.to_json())
+    eval_values = saved.pop("eval")
+    model_values = {k: v for k, v in saved["model_config"].items() if k != "loss"}
+    legacy = dict(saved, model_config={**model_values, **eval_values, "non_saturating": True})
+    back = from_dict(legacy, gan.GANConfig, GANEval)
+    assert back.model_config == config.model_config
+    assert back.evaluation == GANEval(eval_samples=500)
+
+
+# ------------------------------------------------------------------ the model contract
+
+#: (field, bad value, the message's start after "GANConfig.<field> ").
+_BAD_CONFIGS = [
+    ("architecture", "wgan", "must be one of"),
+    ("latent_dim", 0, "must be an int >= 1"),
+    ("latent_dim", 2.5, "must be an int >= 1"),
+    ("generator_features", (), "must be a non-empty sequence of ints >= 1"),
+    ("generator_features", "256", "must be a sequence of ints >= 1"),
+    ("discriminator_features", (64, 0), "must be a non-empty sequence of ints >= 1"),
+    ("generator_activation", "swishy", "must be one of"),
+    ("discriminator_activation", "swishy", "must be one of"),
+    ("output", "softmax", "must be one of"),
+    ("generator_norm", "batch", "must be one of"),
+    ("discriminator_norm", "batch", "must be one of"),
+    ("kernel_size", 0, "must be an int >= 1"),
+    ("spectral_norm", 1, "must be a bool"),
+    ("loss", "wgan", "must be one of minimax, non_saturating"),
+    ("gp_weight", -1.0, "must be a finite number >= 0"),
+    ("r1_gamma", math.nan, "must be a finite number >= 0"),
+    ("r1_steps", -1, "must be an int >= 0"),
+    ("d_steps", 0, "must be an int >= 1"),
+    ("ema_decay", 1.0, "must be a finite number in [0, 1)"),
+    ("ema_decay", -0.1, "must be a finite number in [0, 1)"),
+    ("d_learning_rate", 0.0, "must be a finite number > 0 (or None)"),
+    ("g_learning_rate", -1e-3, "must be a finite number > 0 (or None)"),
+    ("g_learning_rate", True, "must be a finite number > 0 (or None)"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), _BAD_CONFIGS)
+def test_each_config_rule_raises_a_value_error_naming_the_field(field, value, message):
+    with pytest.raises(ValueError) as info:
+        gan.GANConfig(**{field: value})
+    assert str(info.value).startswith(f"GANConfig.{field} {message}"), str(info.value)
+
+
+def test_config_defaults_are_the_experiment_s_recipe_and_the_family_is_registered():
+    from genjax import models
+
+    c = gan.GANConfig()
+    assert models.config_class("gan") is gan.GANConfig and c.family == "gan"
+    assert (c.latent_dim, c.generator_features, c.discriminator_features) == (
+        16,
+        (256, 256, 256),
+        (256, 256, 256),
+    )
+    assert (c.r1_gamma, c.r1_steps, c.d_steps, c.ema_decay) == (0.1, 8000, 1, 0.999)
+    assert c.d_learning_rate is None and c.g_learning_rate is None
+    assert not c.takes_images and gan.GANConfig(architecture="dcgan").takes_images
+    # Lists (config.json) become tuples, and the config is hashable (a jit static argument).
+    listed = gan.GANConfig(generator_features=[8, 8])
+    assert listed.generator_features == (8, 8) and hash(listed) == hash(
+        gan.GANConfig(generator_features=(8, 8))
+    )
+    assert gan.GANConfig.upgrade_saved({"non_saturating": False}) == {"loss": "minimax"}
+
+
+@pytest.mark.parametrize(
+    ("config", "shape", "message"),
+    [
+        (
+            dict(architecture="dcgan"),
+            (64,),
+            r"GANConfig\.architecture='dcgan' needs images \(H, W, C\), but the input shape is "
+            r"\(64,\)",
+        ),
+        (
+            dict(architecture="dcgan", generator_features=(8, 8, 8), discriminator_features=(8,)),
+            (28, 28, 1),
+            r"GANConfig\.generator_features \(dcgan\): 3 stride-2 stage\(s\) .* \(28, 28, 1\)",
+        ),
+        (
+            dict(architecture="dcgan", generator_features=(8,), discriminator_features=(8, 8, 8)),
+            (28, 28, 1),
+            r"GANConfig\.discriminator_features \(dcgan\): 3 stride-2 stage\(s\)",
+        ),
+    ],
+)
+def test_objective_refuses_a_shape_the_architecture_cannot_take(config, shape, message):
+    with pytest.raises(ValueError, match=message):
+        gan.GANConfig(**config).objective(DataInfo(shape=shape))
+
+
+def _ring_batch(n=64, seed=0):
+    angle = np.random.default_rng(seed).uniform(0, 2 * np.pi, n)
+    return {"x": jnp.asarray(np.stack([2 * np.cos(angle), 2 * np.sin(angle)], 1), jnp.float32)}
+
+
+def test_task_trains_the_discriminator_against_a_fixed_generator():
+    # With the generator's learning rate 0 the game is the discriminator's alone: its loss,
+    # log 4 at the start, falls as it learns to tell the ring from the generator's blob.
+    from genjax.train import Engine, init_state
+
+    config = gan.GANConfig(latent_dim=2, generator_features=(16,), discriminator_features=(32,))
+    objective = config.objective(DataInfo(shape=(2,)))
+    task = objective.task({"discriminator": optax.adam(1e-2), "generator": optax.sgd(0.0)})
+    assert [(p.name, p.every, p.stateful) for p in task.players] == [
+        (gan.DISC, 1, True),
+        (gan.GEN, 1, True),
+    ]
+    engine = Engine(task)
+    batch = _ring_batch()
+    state = engine.place_state(init_state(task, jax.random.PRNGKey(0), batch))
+    gen_before = jax.tree.map(np.asarray, engine.params(state)[gan.GEN])
+    losses = []
+    for _ in range(40):
+        state, metrics = engine.step(state, batch)
+        losses.append(float(metrics["disc/loss"]))
+    assert np.all(np.isfinite(losses))
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.2, losses
+    gen_after = engine.params(state)[gan.GEN]
+    for a, b in zip(jax.tree.leaves(gen_before), jax.tree.leaves(gen_after), strict=True):
+        np.testing.assert_array_equal(a, np.asarray(b))
+
+
+def test_task_takes_one_optimizer_for_both_players_or_a_mapping_of_two():
+    objective = gan.GANConfig(d_steps=3).objective(DataInfo(shape=(2,)))
+    opt = optax.adam(1e-3)
+    task = objective.task(opt)
+    assert [p.optimizer for p in task.players] == [opt, opt]
+    assert [p.every for p in task.players] == [1, 3]
+    with pytest.raises(ValueError, match=r"keys \['discriminator', 'generator'\], got \['disc'"):
+        objective.task({"disc": opt, "gen": opt})
+
+
+def test_run_task_builds_the_optimizers_of_the_two_time_scales():
+    calls = []
+
+    def factory(steps, learning_rate):
+        calls.append((steps, learning_rate))
+        return optax.sgd(1.0)
+
+    config = gan.GANConfig(d_steps=5, d_learning_rate=4e-4, g_learning_rate=1e-4)
+    task = config.objective(DataInfo(shape=(2,))).run_task(factory, 1003)
+    # The generator's schedule spans its own updates, one every d_steps-th step.
+    assert calls == [(1003, 4e-4), (200, 1e-4)]
+    assert [p.every for p in task.players] == [1, 5]
+    calls.clear()
+    gan.GANConfig(d_steps=8).objective(DataInfo(shape=(2,))).run_task(factory, 3)
+    assert calls == [(3, None), (1, None)]
+
+
+def test_inference_methods_on_the_engine_s_parameters():
+    from genjax.train import init_state
+
+    config = gan.GANConfig(latent_dim=3, generator_features=(8,), discriminator_features=(8,))
+    objective = config.objective(DataInfo(shape=(2,)))
+    assert objective.model == gan.GAN(config, (2,)) and objective.family == "gan"
+    assert objective.functions() == ("sample", "sample_raw", "discriminate")
+    task = objective.task(optax.adam(1e-3))
+    state = init_state(task, jax.random.PRNGKey(0), _ring_batch(4))
+    params, model_state = state.params, state.model_state
+    assert sorted(model_state) == ["ema", "step"]
+    # Move the raw generator away from its EMA: sample reads the EMA, sample_raw the raw one.
+    moved = {**params, gan.GEN: jax.tree.map(lambda a: a + 1.0, params[gan.GEN])}
+    rng = jax.random.PRNGKey(1)
+    ema = objective.sample(moved, model_state, rng, 7)
+    raw = objective.sample_raw(moved, model_state, rng, 7)
+    assert ema.shape == raw.shape == (7, 2)
+    np.testing.assert_array_equal(ema, gan.sample(objective.model, model_state["ema"], rng, 7))
+    np.testing.assert_array_equal(raw, gan.sample(objective.model, moved[gan.GEN], rng, 7))
+    assert np.max(np.abs(np.asarray(ema) - np.asarray(raw))) > 0.1
+    d = np.asarray(objective.discriminate(moved, model_state, np.asarray(ema)))
+    assert d.shape == (7,) and np.all((d > 0) & (d < 1))
+    # Without an EMA, sample is the raw generator's.
+    plain = gan.GANConfig(**{**dataclasses.asdict(config), "ema_decay": 0.0})
+    plain_objective = plain.objective(DataInfo(shape=(2,)))
+    np.testing.assert_array_equal(
+        plain_objective.sample(moved, {}, rng, 7), plain_objective.sample_raw(moved, {}, rng, 7)
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("eval_samples", 0, "eval.eval_samples must be an int >= 1, got 0"),
+        ("image_samples", -5, "eval.image_samples must be an int >= 1, got -5"),
+        ("classifier_steps", 0, "eval.classifier_steps must be an int >= 1, got 0"),
+        ("classifier_seed", 1.5, "eval.classifier_seed must be an int >= 0, got 1.5"),
+    ],
+)
+def test_eval_settings_are_checked(field, value, message):
+    from experiments.models.gan import GANEval
+    from genjax.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        GANEval(**{field: value})
+    assert str(info.value) == message

@@ -45,8 +45,13 @@ DATASETS = {
 }
 
 
+def _model(params):
+    """The :class:`ppca.PPCA` module of ``params``'s shapes (the functions' first argument)."""
+    return ppca.PPCA(data_dim=params.data_dim, latent_dim=params.latent_dim)
+
+
 def _mean_ll(params, x):
-    return float(jnp.mean(ppca.log_likelihood(params, x)))
+    return float(jnp.mean(ppca.log_likelihood(_model(params), params, x)))
 
 
 def _scipy_mean_ll(params, x):
@@ -248,22 +253,25 @@ def test_posterior_matches_gaussian_conditioning(x64):
     c = w @ w.T + s2 * np.eye(d)
     mean_ref = (w.T @ np.linalg.solve(c, (x - mu).T)).T
     cov_ref = np.eye(q) - w.T @ np.linalg.solve(c, w)
-    mean, cov = ppca.posterior(p, x)
+    model = ppca.PPCA(data_dim=d, latent_dim=q)
+    mean, cov = ppca.posterior(model, p, x)
     np.testing.assert_allclose(np.asarray(mean), mean_ref, rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(np.asarray(cov), cov_ref, rtol=1e-9, atol=1e-10)
-    np.testing.assert_allclose(np.asarray(ppca.encode(p, x)), mean_ref, rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(
-        np.asarray(ppca.reconstruct(p, x)), mean_ref @ w.T + mu, rtol=1e-9, atol=1e-10
+        np.asarray(ppca.encode(model, p, x)), mean_ref, rtol=1e-9, atol=1e-10
+    )
+    np.testing.assert_allclose(
+        np.asarray(ppca.reconstruct(model, p, x)), mean_ref @ w.T + mu, rtol=1e-9, atol=1e-10
     )
     proj = w @ np.linalg.solve(w.T @ w, w.T)
     np.testing.assert_allclose(
-        np.asarray(ppca.reconstruct(p, x, kind="orthogonal")),
+        np.asarray(ppca.reconstruct(model, p, x, kind="orthogonal")),
         (x - mu) @ proj + mu,
         rtol=1e-9,
         atol=1e-10,
     )
     np.testing.assert_allclose(
-        np.asarray(ppca.log_likelihood(p, x)),
+        np.asarray(ppca.log_likelihood(model, p, x)),
         scipy.stats.multivariate_normal(mu, c).logpdf(x),
         rtol=1e-10,
     )
@@ -274,9 +282,10 @@ def test_reconstruct_at_ml_solution(x64):
     (l_i - sigma2) / l_i along each principal direction."""
     x = datasets.load_iris().data
     p = ppca.fit_closed_form(x, 2)
+    model = ppca.PPCA(data_dim=4, latent_dim=2)
     sk = PCA(2).fit(x)
     np.testing.assert_allclose(
-        np.asarray(ppca.reconstruct(p, x, kind="orthogonal")),
+        np.asarray(ppca.reconstruct(model, p, x, kind="orthogonal")),
         sk.inverse_transform(sk.transform(x)),
         rtol=1e-9,
         atol=1e-9,
@@ -285,13 +294,16 @@ def test_reconstruct_at_ml_solution(x64):
     shrink = (lam - float(p.sigma2)) / lam
     u = sk.components_  # [q, D]
     expected = ((x - x.mean(0)) @ u.T * shrink) @ u + x.mean(0)
-    np.testing.assert_allclose(np.asarray(ppca.reconstruct(p, x)), expected, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        np.asarray(ppca.reconstruct(model, p, x)), expected, rtol=1e-9, atol=1e-9
+    )
 
 
 def test_samples_have_model_covariance():
     x = datasets.load_digits().data.astype(np.float32)
     p = ppca.fit_closed_form(x, 10)
-    s = np.asarray(ppca.sample(p, jax.random.key(5), 100_000), dtype=np.float64)
+    model = ppca.PPCA(data_dim=64, latent_dim=10)
+    s = np.asarray(ppca.sample(model, p, jax.random.key(5), 100_000), dtype=np.float64)
     assert s.shape == (100_000, 64)
     c = np.asarray(p.covariance(), dtype=np.float64)
     rel = np.linalg.norm(np.cov(s, rowvar=False) - c) / np.linalg.norm(c)
@@ -438,16 +450,17 @@ def test_bad_inputs_raise(fitter, case, x, q, match):
 
 def test_bad_inputs_inference():
     p = ppca.fit_closed_form(GOOD, 2)
+    model = ppca.PPCA(data_dim=5, latent_dim=2)
     with pytest.raises(ValueError, match=r"x has data_dim=4 but params are for data_dim=5"):
-        ppca.log_likelihood(p, GOOD[:, :4])
+        ppca.log_likelihood(model, p, GOOD[:, :4])
     with pytest.raises(ValueError, match=r"must be finite; got 1 NaN"):
-        ppca.posterior(p, _with(np.nan))
+        ppca.posterior(model, p, _with(np.nan))
     with pytest.raises(ValueError, match=r"2-D array"):
-        ppca.reconstruct(p, GOOD[0])
+        ppca.reconstruct(model, p, GOOD[0])
     with pytest.raises(ValueError, match=r"kind must be"):
-        ppca.reconstruct(p, GOOD, kind="pca")
+        ppca.reconstruct(model, p, GOOD, kind="pca")
     with pytest.raises(ValueError, match=r"n must be a non-negative int"):
-        ppca.sample(p, jax.random.key(0), -1)
+        ppca.sample(model, p, jax.random.key(0), -1)
     with pytest.raises(ValueError, match=r"needs rng"):
         ppca.fit_em(GOOD, 2)
     with pytest.raises(ValueError, match=r"params.W has latent_dim=2 but latent_dim=3"):
@@ -458,3 +471,176 @@ def test_bad_inputs_inference():
         ppca.fit_closed_form(GOOD, 2, ddof=2)
     with pytest.raises(ValueError, match=r"method must be"):
         ppca.fit_closed_form(GOOD, 2, method="eig")
+
+
+# ------------------------------------------------------------------------------------------------
+# The family's contract: PPCAConfig, PPCAObjective, (model, params, ...) functions
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.0, True, "4", None])
+def test_config_rejects_bad_latent_dim(bad):
+    with pytest.raises(ValueError, match=r"^PPCAConfig\.latent_dim must be an int >= 1, got "):
+        ppca.PPCAConfig(latent_dim=bad)
+
+
+def test_config_defaults_registry_and_saved_keys():
+    from genjax import models
+
+    assert models.config_class("ppca") is ppca.PPCAConfig
+    config = ppca.PPCAConfig()
+    assert config.family == "ppca" and config.latent_dim == 10
+    assert [f.name for f in __import__("dataclasses").fields(config)] == ["latent_dim"]
+    # Runs saved before the split kept the evaluation settings in the model section.
+    old = {"latent_dim": 3, "em_steps": 300, "select_q": [1, 2]}
+    assert ppca.PPCAConfig.upgrade_saved(old) == {"latent_dim": 3}
+
+
+@pytest.mark.parametrize(
+    ("shape", "q", "match"),
+    [
+        ((8, 8, 1), 2, r"PPCA needs vector inputs \[D\]; got inputs of shape \(8, 8, 1\)"),
+        ((5,), 5, r"^PPCAConfig\.latent_dim=5 must be smaller than the data dimension 5"),
+        ((4,), 10, r"^PPCAConfig\.latent_dim=10 must be smaller than the data dimension 4"),
+        ((1,), 1, r"^PPCAConfig\.latent_dim=1 must be smaller than the data dimension 1"),
+    ],
+)
+def test_objective_refuses_shapes_it_cannot_take(shape, q, match):
+    from genjax.models.base import DataInfo
+
+    with pytest.raises(ValueError, match=match):
+        ppca.PPCAConfig(latent_dim=q).objective(DataInfo(shape=shape, name="toy"))
+
+
+def _objective(d=6, q=2):
+    from genjax.models.base import DataInfo
+
+    return ppca.PPCAConfig(latent_dim=q).objective(DataInfo(shape=(d,)))
+
+
+def test_objective_builds_the_module_and_the_same_task_as_init_and_objective():
+    """``objective.task`` is ``Task.from_loss(partial(ppca.init, latent_dim=q), ppca.objective)``:
+    the same initial variables and the same loss and metrics."""
+    obj = _objective()
+    assert obj.model == ppca.PPCA(data_dim=6, latent_dim=2)
+    assert obj.family == "ppca" and obj.config.latent_dim == 2
+    batch = {"x": jnp.asarray(np.random.default_rng(0).normal(size=(16, 6)), jnp.float32)}
+    rng = jax.random.key(3)
+    mine = obj.init(rng, batch)
+    theirs = ppca.init(rng, batch, 2)
+    jax.tree.map(np.testing.assert_array_equal, mine, theirs)
+    loss, metrics = obj.loss(mine, batch, rng)
+    ref_loss, ref_metrics = ppca.objective(theirs, batch, rng)
+    assert float(loss) == float(ref_loss)
+    assert sorted(metrics) == ["log_likelihood", "sigma2"]
+    jax.tree.map(np.testing.assert_array_equal, metrics, ref_metrics)
+    task = obj.task(optax.sgd(0.1))
+    assert task.single and [p.name for p in task.players] == ["model"]
+    jax.tree.map(np.testing.assert_array_equal, task.init(rng, batch), {"model": theirs})
+    with pytest.raises(ValueError, match=r'PPCAObjective.init: batch\["x"\] must have shape'):
+        obj.init(rng, {"x": batch["x"][:, :5]})
+
+
+def test_run_task_builds_one_optimizer_over_all_steps():
+    calls = []
+
+    def make_optimizer(steps, learning_rate):
+        calls.append((steps, learning_rate))
+        return optax.adam(1e-2)
+
+    task = _objective().run_task(make_optimizer, 123)
+    assert calls == [(123, None)] and task.single
+
+
+def test_task_trains_and_the_loss_decreases():
+    from genjax.train import Engine, init_state
+
+    obj = _objective(d=8, q=2)
+    x = jax.random.normal(jax.random.key(0), (64, 3)) @ jax.random.normal(jax.random.key(1), (3, 8))
+    batch = {"x": x + 0.1 * jax.random.normal(jax.random.key(2), (64, 8))}
+    task = obj.task(optax.adam(5e-2))
+    state = init_state(task, jax.random.PRNGKey(0), batch)
+    engine = Engine(task, donate=False)
+    losses = []
+    for _ in range(30):
+        state, metrics = engine.step(state, batch)
+        losses.append(float(metrics["loss"]))
+    assert losses[-1] < losses[0] - 1.0, losses
+    assert float(metrics["log_likelihood"]) == pytest.approx(-losses[-1])
+
+
+def test_inference_methods_on_engine_params():
+    """The objective's methods take the engine's ``{"model": variables}``; they are the module
+    functions on ``(objective.model, variables)`` and on the equivalent PPCAParams."""
+    obj = _objective(d=6, q=2)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(5, 6)), jnp.float32)
+    variables = obj.init(jax.random.key(0), {"x": x})
+    params = {"model": variables}
+    assert obj.functions() == ("sample", "encode", "reconstruct", "log_likelihood", "ppca_params")
+    p = obj.ppca_params(params)
+    assert isinstance(p, ppca.PPCAParams) and p.W.shape == (6, 2)
+    np.testing.assert_array_equal(
+        np.asarray(p.sigma2), ppca.params_from_variables(variables).sigma2
+    )
+    assert obj.sample(params, {}, jax.random.key(1), 7).shape == (7, 6)
+    np.testing.assert_array_equal(
+        obj.sample(params, {}, jax.random.key(1), 7),
+        ppca.sample(obj.model, p, jax.random.key(1), 7),
+    )
+    assert obj.encode(params, {}, x).shape == (5, 2)
+    np.testing.assert_array_equal(obj.encode(params, {}, x), ppca.encode(obj.model, p, x))
+    assert obj.reconstruct(params, {}, x).shape == (5, 6)
+    np.testing.assert_array_equal(
+        obj.reconstruct(params, {}, x, kind="orthogonal"),
+        ppca.reconstruct(obj.model, p, x, kind="orthogonal"),
+    )
+    assert obj.log_likelihood(params, {}, x).shape == (5,)
+    np.testing.assert_array_equal(
+        obj.log_likelihood(params, {}, x), ppca.log_likelihood(obj.model, variables, x)
+    )
+    with pytest.raises(NotImplementedError, match="no decoder"):
+        obj.decode(params, {}, jnp.zeros((1, 2)))
+    with pytest.raises(NotImplementedError, match="does not convert"):
+        obj.convert(params, {}, x, 0, 1)
+
+
+def test_functions_read_variables_with_the_models_floor():
+    """``params`` may be the module's variables: read with the model's ``sigma2_floor``."""
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(4, 3)))
+    variables = ppca.init(jax.random.key(0), {"x": x}, 1, sigma2_floor=0.5)
+    model = ppca.PPCA(data_dim=3, latent_dim=1, sigma2_floor=0.5)
+    p = ppca.params_from_variables(variables, sigma2_floor=0.5)
+    assert float(p.sigma2) == pytest.approx(1.0, rel=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(ppca.log_likelihood(model, variables, x)),
+        _scipy_ll_per_example(p, x),
+        rtol=1e-5,
+    )
+    # The inner dict works too, and jit traces through the checks.
+    inner = variables["params"]
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(lambda v, a: ppca.encode(model, v, a))(inner, x)),
+        np.asarray(ppca.encode(model, p, x)),
+        rtol=1e-6,
+    )
+
+
+def test_functions_check_params_against_the_model():
+    p = ppca.fit_closed_form(GOOD, 2)
+    x = GOOD
+    with pytest.raises(ValueError, match=r"model must be a ppca.PPCA module.*got PPCAParams"):
+        ppca.log_likelihood(p, p, x)
+    with pytest.raises(ValueError, match=r"latent_dim must be < data_dim"):
+        ppca.sample(ppca.PPCA(data_dim=2, latent_dim=2), p, jax.random.key(0), 1)
+    with pytest.raises(
+        ValueError,
+        match=r"params are for data_dim=5, latent_dim=2 \(params.W has shape \(5, 2\)\) but the "
+        r"model is PPCA\(data_dim=5, latent_dim=3\)",
+    ):
+        ppca.encode(ppca.PPCA(data_dim=5, latent_dim=3), p, x)
+    with pytest.raises(ValueError, match=r"params are for data_dim=5.*PPCA\(data_dim=6"):
+        ppca.sample(ppca.PPCA(data_dim=6, latent_dim=2), p, jax.random.key(0), 1)
+    with pytest.raises(ValueError, match=r"variables are not PPCA variables: missing \['W'\]"):
+        ppca.posterior(ppca.PPCA(data_dim=5, latent_dim=2), {"mu": 0, "sigma2_unconstrained": 0}, x)
+    with pytest.raises(ValueError, match=r"params must be a PPCAParams or PPCA variables; got"):
+        ppca.reconstruct(ppca.PPCA(data_dim=5, latent_dim=2), (p.W, p.mu, p.sigma2), x)

@@ -1,7 +1,5 @@
 """PPCA trained by gradients through the engine lands where the closed form lands."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +9,8 @@ from sklearn.decomposition import PCA
 
 from genjax.data import Preprocess, load
 from genjax.models import ppca
-from genjax.train import Engine, Task, TrainConfig, fit, init_state
+from genjax.models.base import DataInfo
+from genjax.train import Engine, TrainConfig, fit, init_state
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +20,13 @@ def digits_x():
     return train, x
 
 
+def _objective(q, d=64):
+    return ppca.PPCAConfig(latent_dim=q).objective(DataInfo(shape=(d,), name="digits"))
+
+
 def _task(q, steps, lr=3e-2):
     schedule = optax.cosine_decay_schedule(lr, steps)
-    return Task.from_loss(
-        functools.partial(ppca.init, latent_dim=q), ppca.objective, optax.adam(schedule)
-    )
+    return _objective(q).task(optax.adam(schedule))
 
 
 def test_engine_gradient_training_reaches_the_closed_form(digits_x, tmp_path):
@@ -41,8 +42,10 @@ def test_engine_gradient_training_reaches_the_closed_form(digits_x, tmp_path):
         progress=False,
     )
     result = fit(_task(q, steps), train, config, tmp_path, preprocess_spec=Preprocess(flatten=True))
-    learned = ppca.params_from_variables(result.state.params["model"])
-    ll_grad = float(jnp.mean(ppca.log_likelihood(learned, jnp.asarray(x, jnp.float32))))
+    objective = _objective(q)
+    learned = objective.ppca_params(result.state.params)
+    x32 = jnp.asarray(x, jnp.float32)
+    ll_grad = float(jnp.mean(ppca.log_likelihood(objective.model, learned, x32)))
     # Oracle: scikit-learn's PCA on the same data, converted to the ML (divide-by-N) optimum:
     # score() uses the N-1 covariance; the ML log-likelihood is higher by
     # (D/2)(log c + 1/c - 1), c = N/(N-1) (see ppca.fit_closed_form's docstring).
@@ -61,7 +64,7 @@ def test_engine_gradient_step_matches_finite_differences(digits_x):
     _, x = digits_x
     x = x[:64]
     lr = 1e-3
-    task = Task.from_loss(functools.partial(ppca.init, latent_dim=3), ppca.objective, optax.sgd(lr))
+    task = _objective(3).task(optax.sgd(lr))
     batch = {"x": jnp.asarray(x, jnp.float32)}
     state = init_state(task, jax.random.PRNGKey(0), batch)
     new, _ = Engine(task, donate=False).step(state, batch)

@@ -48,9 +48,9 @@ def test_logits_at_position_i_do_not_depend_on_codes_at_positions_ge_i():
 
 def test_bad_configuration_and_input_raise():
     with pytest.raises(ValueError, match="width must be divisible by heads"):
-        P.PriorObjective(P.CausalTransformer(num_codes=4, seq_len=3, width=10, heads=4))
+        P.PriorLoss(P.CausalTransformer(num_codes=4, seq_len=3, width=10, heads=4))
     with pytest.raises(ValueError, match="num_codes must be an int >= 2"):
-        P.PriorObjective(P.CausalTransformer(num_codes=1, seq_len=3))
+        P.PriorLoss(P.CausalTransformer(num_codes=1, seq_len=3))
     model = P.CausalTransformer(num_codes=4, seq_len=3, width=8, heads=2, depth=1)
     with pytest.raises(ValueError, match=r"seq_len=3 positions per example, got shape \(2, 4\)"):
         P.log_prob(model, {}, jnp.zeros((2, 4), jnp.int32))
@@ -63,7 +63,7 @@ def test_fits_a_markov_chain_to_its_entropy_rate_and_samples_its_transitions():
     rng = np.random.default_rng(1)
     train, held_out = _chain(rng, 4096), _chain(rng, 2048)
     model = P.CausalTransformer(num_codes=K, seq_len=S, width=32, depth=1, heads=2)
-    obj = P.PriorObjective(model)
+    obj = P.PriorLoss(model)
     params = jax.jit(obj.init)(jax.random.PRNGKey(0), {"codes": train[:2]})
     opt = optax.adam(3e-3)
 

@@ -21,6 +21,7 @@ from genjax import nn as gnn
 from genjax.data import Preprocess, load, preprocess
 from genjax.eval import baselines, iwae_log_likelihood
 from genjax.models import ppca, vae
+from genjax.models.base import DataInfo
 from genjax.train import Engine, Task, init_state
 
 
@@ -119,9 +120,9 @@ def test_blocks_reject_bad_configurations():
 
 def test_vae_rejects_bad_input():
     good = vae.VAE(data_shape=(64,), latent_dim=2, hidden=(8,))
-    params = vae.init(jax.random.PRNGKey(0), {"x": jnp.zeros((1, 64))}, good)
+    params = vae.init(good, jax.random.PRNGKey(0), {"x": jnp.zeros((1, 64))})
     with pytest.raises(ValueError, match=r"latent_dim must be an int >= 1, got 0"):
-        vae.init(jax.random.PRNGKey(0), {"x": jnp.zeros((1, 64))}, vae.VAE((64,), latent_dim=0))
+        vae.init(vae.VAE((64,), latent_dim=0), jax.random.PRNGKey(0), {"x": jnp.zeros((1, 64))})
     x = np.full((3, 64), 0.5, np.float32)
     x[1, 5] = 16.0  # raw digits pixel, not scaled
     with pytest.raises(
@@ -132,10 +133,10 @@ def test_vae_rejects_bad_input():
         vae.encode(good, params, np.zeros((3, 8, 8, 1)))
     conv = vae.VAE(data_shape=(28, 28, 1), latent_dim=2, architecture="conv", hidden=(4, 4, 4))
     with pytest.raises(ValueError, match=r"multiples of 2\^3 = 8, got an image of shape"):
-        vae.init(jax.random.PRNGKey(0), {"x": jnp.zeros((1, 28, 28, 1))}, conv)
+        vae.init(conv, jax.random.PRNGKey(0), {"x": jnp.zeros((1, 28, 28, 1))})
     flat_conv = vae.VAE(data_shape=(64,), latent_dim=2, architecture="conv")
     with pytest.raises(ValueError, match=r"conv'\) needs images, data_shape = \(H, W, C\)"):
-        vae.init(jax.random.PRNGKey(0), {"x": jnp.zeros((1, 64))}, flat_conv)
+        vae.init(flat_conv, jax.random.PRNGKey(0), {"x": jnp.zeros((1, 64))})
     with pytest.raises(ValueError, match=r"num_samples must be an int >= 1, got 0"):
         vae.elbo(good, params, x[:1] * 0, jax.random.PRNGKey(0), num_samples=0)
 
@@ -159,7 +160,7 @@ def test_likelihood_matches_scipy(architecture, shape, likelihood, variance):
         variance=variance,
         fixed_variance=0.3,
     )
-    params = vae.init(jax.random.PRNGKey(0), {"x": jnp.zeros((1, *shape))}, model)
+    params = vae.init(model, jax.random.PRNGKey(0), {"x": jnp.zeros((1, *shape))})
     rng = np.random.default_rng(2)
     x = rng.random((2, *shape)).astype(np.float32)
     if likelihood == "bernoulli":
@@ -191,7 +192,7 @@ def test_analytic_kl_elbo_agrees_with_monte_carlo_kl_elbo():
     """E_q[log p(x|z)] - KL (closed form) = E_q[log p(x|z) + log p(z) - log q(z|x)]."""
     model = vae.VAE(data_shape=(64,), latent_dim=4, hidden=(32,))
     x = _digits("test", "static")[:6]
-    params = vae.init(jax.random.PRNGKey(3), {"x": x}, model)
+    params = vae.init(model, jax.random.PRNGKey(3), {"x": x})
     # Move the posterior away from the prior so the KL is not ~0: shift and shrink q.
     p = params["params"]
     head = p["encoder"]["dense_1"]
@@ -233,15 +234,15 @@ def test_kl_warmup_schedule_through_the_engine():
     assert float(vae.kl_weight(9, beta, warmup)) == pytest.approx(0.5)
     assert float(vae.kl_weight(0, beta, 0)) == pytest.approx(0.5)
 
-    model = vae.VAE(data_shape=(64,), latent_dim=2, hidden=(8,))
-    task = Task.from_loss(
-        functools.partial(vae.init, model=model),
-        functools.partial(vae.warmup_objective, model=model),
-        optax.adam(1e-3),
-        stateful=True,
-        init_model_state=lambda rng, batch, params: vae.init_warmup_state(beta, warmup),
-        post_update=functools.partial(vae.warmup_post_update, beta=beta, warmup_steps=warmup),
-    )
+    # The VAE(data_shape=(64,), latent_dim=2, hidden=(8,)) module with its defaults.
+    config = vae.VAEConfig(
+        hidden=(8,), latent_dim=2, activation="relu", init_variance=1.0, beta=beta,
+        warmup_steps=warmup,
+    )  # fmt: skip
+    objective = config.objective(DataInfo(shape=(64,)))
+    assert objective.model == vae.VAE(data_shape=(64,), latent_dim=2, hidden=(8,))
+    task = objective.task(optax.adam(1e-3))
+    assert task.players[0].stateful and task.post_update is not None
     x = _digits("train", "static")[:64]
     state, metrics = _train(task, x, steps=6, batch_size=32)
     np.testing.assert_allclose(
@@ -286,11 +287,12 @@ def test_linear_vae_reaches_the_ppca_maximum_likelihood():
     """Lucas et al. (2019): the linear VAE's optimal ELBO is the maximum PPCA log-likelihood."""
     x = _digits("train", "none")  # continuous digits in [0, 1], [1442, 64]
     q, steps = 5, 1200
-    ppca_ml = float(np.mean(ppca.log_likelihood(ppca.fit_closed_form(jnp.asarray(x), q), x)))
+    fitted = ppca.fit_closed_form(jnp.asarray(x), q)
+    ppca_ml = float(np.mean(ppca.log_likelihood(ppca.PPCA(data_dim=64, latent_dim=q), fitted, x)))
     model = vae.VAE(data_shape=(64,), latent_dim=q, architecture="linear", likelihood="gaussian")
     task = Task.from_loss(
-        functools.partial(vae.init, model=model),
-        functools.partial(vae.objective, model=model),
+        functools.partial(vae.init, model),
+        functools.partial(vae.loss, model),
         optax.adam(optax.cosine_decay_schedule(2e-2, steps)),
     )
     state, _ = _train(task, x, steps=steps, batch_size=x.shape[0])  # full batch, scan-fused
@@ -314,9 +316,7 @@ def trained_digits_vae():
     x_train = _digits("train", "static")
     model = vae.VAE(data_shape=(64,), latent_dim=8, hidden=(200, 200), activation="tanh")
     task = Task.from_loss(
-        functools.partial(vae.init, model=model),
-        functools.partial(vae.objective, model=model),
-        optax.adam(2e-3),
+        functools.partial(vae.init, model), functools.partial(vae.loss, model), optax.adam(2e-3)
     )
     state, metrics = _train(task, x_train, steps=400, batch_size=128)
     return model, state.params["model"], x_train, np.asarray(metrics["elbo"])
@@ -379,28 +379,109 @@ def test_sample_reconstruct_interpolate_shapes_and_ranges(trained_digits_vae):
     path = np.asarray(vae.interpolate(model, params, x[:2], x[2:], steps=5))
     assert path.shape == (2, 5, 64)
     mean, _ = vae.encode(model, params, x)
-    np.testing.assert_allclose(path[:, 0], vae.decode_mean(model, params, mean[:2]), atol=1e-5)
-    np.testing.assert_allclose(path[:, -1], vae.decode_mean(model, params, mean[2:]), atol=1e-5)
+    np.testing.assert_allclose(path[:, 0], vae.decode(model, params, mean[:2]), atol=1e-5)
+    np.testing.assert_allclose(path[:, -1], vae.decode(model, params, mean[2:]), atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# The contract: VAEConfig, config.objective(info), VAEObjective
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("architecture", "resnet", r"one of \('mlp', 'conv', 'linear'\), got 'resnet'"),
+        ("hidden", (8, 0), r"a tuple \(hashable, not a list\) of positive ints, got \(8, 0\)"),
+        ("hidden", (), r"a non-empty tuple of positive ints \(architecture='conv'"),
+        ("latent_dim", 0, r"an int >= 1, got 0"),
+        ("latent_dim", 2.0, r"an int >= 1, got 2.0"),
+        ("activation", "swish2", r"one of .*'tanh'.*got 'swish2'"),
+        ("likelihood", "poisson", r"one of \('bernoulli', 'gaussian'\), got 'poisson'"),
+        ("variance", "diag", r"one of \('fixed', 'isotropic', 'pixel'\), got 'diag'"),
+        ("fixed_variance", 0.0, r"a finite number > 0, got 0.0"),
+        ("min_variance", -1e-3, r"a finite number > 0, got -0.001"),
+        ("init_variance", 1e-3, r"a finite number > min_variance = 0.001, got 0.001"),
+        ("kernel_size", 0, r"an int >= 1, got 0"),
+        ("beta", -0.5, r"a finite number >= 0, got -0.5"),
+        ("beta", float("nan"), r"a finite number >= 0, got nan"),
+        ("warmup_steps", -1, r"an int >= 0, got -1"),
+        ("free_bits", -0.1, r"a finite number >= 0, got -0.1"),
+    ],
+)
+def test_config_validation_names_the_field(field, value, message):
+    extra = {"architecture": "conv"} if field == "hidden" and value == () else {}
+    with pytest.raises(ValueError, match=rf"^VAEConfig\.{field} must be {message}"):
+        vae.VAEConfig(**extra, **{field: value})
+
+
+def test_config_defaults_and_saved_keys():
+    config = vae.VAEConfig()
+    assert config.family == "vae" and vae.VAEConfig(hidden=[4, 4]).hidden == (4, 4)
+    assert (config.latent_dim, config.hidden, config.activation) == (8, (200, 200), "tanh")
+    # A config saved when the evaluation settings were model keys still loads.
+    saved = {"latent_dim": 3, "iwae_samples": 5000, "iwae_curve": [1, 10], "elbo_samples": 10}
+    assert vae.VAEConfig(**vae.VAEConfig.upgrade_saved(saved)).latent_dim == 3
+
+
+def test_objective_refuses_data_the_config_cannot_take():
+    flat = DataInfo(shape=(64,), name="digits", image_shape=(8, 8, 1))
+    conv = vae.VAEConfig(architecture="conv", hidden=(4, 4))
+    with pytest.raises(ValueError, match=r"^VAEConfig\.architecture='conv' needs images \[H, W"):
+        conv.objective(flat)
+    deep = vae.VAEConfig(architecture="conv", hidden=(4, 4, 4, 4))
+    with pytest.raises(ValueError, match=r"^VAEConfig\.hidden=.*multiples of 2\^4 = 16, got an"):
+        deep.objective(DataInfo(shape=(8, 8, 1)))
+    raw = DataInfo(shape=(64,), name="digits", unit_interval=False)
+    with pytest.raises(ValueError, match=r"^VAEConfig\.likelihood='bernoulli' needs inputs in \[0"):
+        vae.VAEConfig().objective(raw)
+    assert vae.VAEConfig(likelihood="gaussian").objective(raw).model.data_shape == (64,)
+    objective = conv.objective(DataInfo(shape=(8, 8, 1)))
+    assert objective.model.architecture == "conv" and objective.model.hidden == (4, 4)
+
+
+def test_objective_task_trains_and_serves_the_model():
+    x = _digits("train", "static")
+    objective = vae.VAEConfig(hidden=(64,), latent_dim=2).objective(DataInfo(shape=(64,)))
+    assert not objective.stateful and objective.family == "vae"
+    assert objective.functions() == (
+        *("sample", "encode", "decode", "reconstruct"),
+        *("posterior", "elbo", "log_weights"),
+    )
+    task = objective.task(optax.adam(2e-3))
+    assert not task.players[0].stateful and task.post_update is None
+    # The objective's loss is the module's loss with the config's weights, number for number.
+    batch, rng = {"x": jnp.asarray(x[:16])}, jax.random.PRNGKey(2)
+    params = objective.init(jax.random.PRNGKey(1), batch)
+    got, _ = objective.loss(params, batch, rng)
+    assert float(got) == float(vae.loss(objective.model, params, batch, rng)[0])
+    state, metrics = _train(task, x, steps=150, batch_size=64)
+    loss = np.asarray(metrics["loss"])
+    assert np.isfinite(loss).all() and loss[-20:].mean() < loss[:20].mean() - 5.0
+    p, ms = state.params, state.model_state
+    assert objective.sample(p, ms, jax.random.PRNGKey(0), 5).shape == (5, 64)
+    means = objective.sample(p, ms, jax.random.PRNGKey(0), 5, mean=True)
+    assert np.all((np.asarray(means) > 0) & (np.asarray(means) < 1))
+    z = objective.encode(p, ms, x[:3])
+    assert z.shape == (3, 2)
+    np.testing.assert_array_equal(z, objective.posterior(p, ms, x[:3])[0])
+    assert objective.decode(p, ms, z).shape == (3, 64)
+    np.testing.assert_allclose(objective.reconstruct(p, ms, x[:3]), objective.decode(p, ms, z))
+    assert objective.elbo(p, ms, x[:3], jax.random.PRNGKey(0)).shape == (3,)
+    log_px, log_p, log_q = objective.log_weights(p, ms, x[:3], jax.random.PRNGKey(0), 4)
+    assert log_px.shape == log_p.shape == log_q.shape == (4, 3)
+    with pytest.raises(ValueError, match=r"one player 'model'; got optimizers for \['d', 'g'\]"):
+        objective.task({"d": optax.adam(1e-3), "g": optax.adam(1e-3)})
 
 
 def test_experiment_config_errors_name_the_key():
-    from experiments.config import ConfigError, apply_overrides
     from experiments.models import vae as experiment
-    from experiments.registry import DataInfo
+    from genjax.config import ConfigError, apply_overrides
 
     base = experiment.SPEC.configs["digits"]()
-    flat = DataInfo(name="digits", shape=(64,), num_classes=10, image_shape=(8, 8, 1))
-    with pytest.raises(ConfigError, match=r"model.latent_dim must be >= 1, got 0"):
+    with pytest.raises(ConfigError, match=r"model.latent_dim must be an int >= 1, got 0"):
         apply_overrides(base, ["model.latent_dim=0"])
-    with pytest.raises(ConfigError, match=r"model.likelihood must be one of bernoulli, gaussian"):
+    with pytest.raises(ConfigError, match=r"model.likelihood must be one of \('bernoulli', 'gaus"):
         apply_overrides(base, ["model.likelihood=poisson"])
-    raw = apply_overrides(base, ["data.scale=false", "data.binarize=none"])
-    with pytest.raises(ConfigError, match=r"bernoulli needs data in \[0, 1\]"):
-        experiment.build_task(raw, flat)
-    conv = apply_overrides(base, ["model.architecture=conv", "model.hidden=4,4"])
-    with pytest.raises(ConfigError, match=r"conv needs images \[H, W, C\]; set data.flatten"):
-        experiment.build_task(conv, flat)
-    image = DataInfo(name="digits", shape=(8, 8, 1), num_classes=10, image_shape=(8, 8, 1))
-    deep = apply_overrides(base, ["model.architecture=conv", "model.hidden=4,4,4,4"])
-    with pytest.raises(ConfigError, match=r"multiples of 2\^4 = 16, got an image of shape"):
-        experiment.build_task(deep, image)
+    with pytest.raises(ConfigError, match=r"eval.iwae_samples must be an int >= 1, got 0"):
+        apply_overrides(base, ["eval.iwae_samples=0"])

@@ -19,6 +19,7 @@ import pytest
 from genjax.data import Preprocess, load, preprocess
 from genjax.losses import codebook_perplexity
 from genjax.models import vqvae as V
+from genjax.models.base import DataInfo
 from genjax.train import Engine, Task, init_state
 from genjax.train.step import _reduce_across
 
@@ -88,7 +89,7 @@ def _mlp_objective(rule="loss", **kw):
         mlp_hidden=(16,),
         num_latents=2,
     )
-    return V.Objective(model, **kw)
+    return V.VQVAELoss(model, **kw)
 
 
 def test_codebook_receives_exactly_the_codebook_loss_gradient():
@@ -297,29 +298,249 @@ def test_bad_input_raises_clear_errors():
         V.VectorQuantizer(num_codes=4, code_dim=4, rule="ema").init(jax.random.PRNGKey(0), z)
     model = V.VQVAE(input_shape=(64,), arch="mlp", num_codes=4, code_dim=2)
     with pytest.raises(ValueError, match=r"beta must be a finite number in .*got -0\.5"):
-        V.Objective(model, beta=-0.5)
+        V.VQVAELoss(model, beta=-0.5)
     with pytest.raises(ValueError, match=r"decay .*got 1\.0"):
-        V.Objective(model, decay=1.0)
+        V.VQVAELoss(model, decay=1.0)
     with pytest.raises(ValueError, match="needs rule='ema'"):
-        V.Objective(V.VQVAE(input_shape=(64,), arch="mlp", rule="loss"), restart_after=10)
+        V.VQVAELoss(V.VQVAE(input_shape=(64,), arch="mlp", rule="loss"), restart_after=10)
     with pytest.raises(ValueError, match="num_codes"):
-        V.Objective(V.VQVAE(input_shape=(64,), num_codes=1))
+        V.VQVAELoss(V.VQVAE(input_shape=(64,), num_codes=1))
     with pytest.raises(ValueError, match="codebook_init must be one of"):
-        V.Objective(model, codebook_init="zeros")
+        V.VQVAELoss(model, codebook_init="zeros")
 
 
-def test_experiment_config_rejects_bad_values():
-    from experiments.config import ConfigError
-    from experiments.models.vqvae import VQVAEConfig
+def test_config_rejects_bad_values_naming_the_field():
+    with pytest.raises(ValueError, match=r"^VQVAEConfig\.num_codes \(K\) must be >= 2, got 1"):
+        V.VQVAEConfig(num_codes=1)
+    beta_message = r"^VQVAEConfig\.beta must be a finite number >= 0, got -1"
+    with pytest.raises(ValueError, match=beta_message):
+        V.VQVAEConfig(beta=-1.0)
+    with pytest.raises(ValueError, match=r"needs VQVAEConfig\.rule=ema"):
+        V.VQVAEConfig(rule="loss", restart_after=50)
 
-    with pytest.raises(ConfigError, match=r"model\.num_codes \(K\) must be >= 2, got 1"):
-        VQVAEConfig(num_codes=1)
-    with pytest.raises(ConfigError, match=r"model\.beta must be a finite number >= 0, got -1"):
-        VQVAEConfig(beta=-1.0)
-    with pytest.raises(ConfigError, match=r"needs model\.rule=ema"):
-        VQVAEConfig(rule="loss", restart_after=50)
-    with pytest.raises(ConfigError, match=r"model\.compare holds unknown"):
-        VQVAEConfig(compare=("vanilla",))
+
+def test_eval_settings_reject_bad_values():
+    from experiments.models.vqvae import VQVAEEval
+    from genjax.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"eval\.compare holds unknown"):
+        VQVAEEval(compare=("vanilla",))
+    with pytest.raises(ConfigError, match=r"eval\.num_samples must be an int >= 1, got 0"):
+        VQVAEEval(num_samples=0)
+    with pytest.raises(ConfigError, match=r"eval\.temperature must be a finite number > 0"):
+        VQVAEEval(temperature=0.0)
+    assert VQVAEEval(compare=[]).compare == ()
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        (dict(arch="transformer"), "arch"),
+        (dict(rule="kmeans"), "rule"),
+        (dict(codebook_init="zeros"), "codebook_init"),
+        (dict(num_codes=1), "num_codes"),
+        (dict(num_codes=2.5), "num_codes"),
+        (dict(code_dim=0), "code_dim"),
+        (dict(hidden=1), "hidden"),  # conv: the decoder's last stage has hidden // 2 channels
+        (dict(arch="mlp", hidden=0), "hidden"),
+        (dict(num_stages=0), "num_stages"),
+        (dict(num_res_blocks=-1), "num_res_blocks"),
+        (dict(res_hidden=0), "res_hidden"),
+        (dict(mlp_hidden=(32, 0)), "mlp_hidden"),
+        (dict(num_latents=0), "num_latents"),
+        (dict(beta=-0.5), "beta"),
+        (dict(beta=float("inf")), "beta"),
+        (dict(decay=1.0), "decay"),
+        (dict(decay=-0.1), "decay"),
+        (dict(epsilon=-1e-3), "epsilon"),
+        (dict(restart_after=-1), "restart_after"),
+        (dict(rule="loss", restart_after=10), "restart_after"),
+        (dict(reservoir_size=-1), "reservoir_size"),
+        (dict(prior_steps=-1), "prior_steps"),
+        (dict(prior_width=0), "prior_width"),
+        (dict(prior_depth=-1), "prior_depth"),
+        (dict(prior_heads=0), "prior_heads"),
+        (dict(prior_width=10, prior_heads=4), "prior_width"),
+        (dict(prior_learning_rate=0.0), "prior_learning_rate"),
+    ],
+)
+def test_each_config_rule_raises_a_value_error_naming_its_field(changes, field):
+    with pytest.raises(ValueError, match=rf"^VQVAEConfig\.{field}\b"):
+        V.VQVAEConfig(**changes)
+
+
+def test_config_defaults_and_family():
+    c = V.VQVAEConfig(mlp_hidden=[64, 32])
+    assert c.family == "vqvae" and c.mlp_hidden == (64, 32)
+    from genjax import models
+
+    assert models.config_class("vqvae") is V.VQVAEConfig
+    # The same fields and defaults as the experiment's model section always had.
+    assert (c.num_codes, c.hidden, c.res_hidden, c.restart_after, c.prior_steps) == (
+        64,
+        32,
+        16,
+        100,
+        2000,
+    )
+
+
+def test_objective_refuses_shapes_the_config_cannot_take():
+    with pytest.raises(ValueError, match=r"^VQVAEConfig\.arch=conv needs images \[H, W, C\]"):
+        V.VQVAEConfig().objective(DataInfo(shape=(64,)))
+    with pytest.raises(ValueError, match=r"^VQVAEConfig\.num_stages: 3 stride-2 stage"):
+        V.VQVAEConfig(num_stages=3).objective(DataInfo(shape=(28, 28, 1)))
+    # MLP pairs take any shape; the conv pair takes 8 x 8 images with two stages.
+    obj = V.VQVAEConfig(arch="mlp", num_latents=3).objective(DataInfo(shape=(5, 7)))
+    assert obj.model.code_map_shape() == (3,) and obj.prior_model.seq_len == 3
+    obj = V.VQVAEConfig().objective(DataInfo(shape=(8, 8, 1)))
+    assert obj.model.code_map_shape() == (2, 2) and obj.prior_model.seq_len == 4
+
+
+def _small(**kw):
+    base = dict(
+        arch="mlp",
+        num_codes=8,
+        code_dim=4,
+        mlp_hidden=(32,),
+        num_latents=3,
+        restart_after=0,
+        prior_steps=0,
+        prior_width=16,
+        prior_depth=1,
+        prior_heads=2,
+    )
+    base.update(kw)
+    return V.VQVAEConfig(**base)
+
+
+def _digits_batch(n=128):
+    train = load("digits", "train")
+    raw = {k: np.asarray(v)[:n] for k, v in train.features.items()}
+    return preprocess(raw, None, Preprocess(flatten=True), train.image_max)
+
+
+def _train(task, batch, steps, seed=0):
+    engine = Engine(task)
+    state = jax.jit(lambda r: init_state(task, r, batch))(jax.random.PRNGKey(seed))
+    state = engine.place_state(state)
+    stack = jax.tree.map(lambda a: jnp.broadcast_to(a, (steps, *a.shape)), batch)
+    return engine.run(state, stack)
+
+
+def test_task_trains_the_vqvae_alone_and_its_loss_decreases():
+    batch = _digits_batch()
+    objective = _small(restart_after=20).objective(DataInfo(shape=(64,)))
+    task = objective.task(optax.adam(3e-3))
+    assert [p.name for p in task.players] == ["model"] and task.players[0].stateful
+    state, metrics = _train(task, batch, 60)
+    loss = np.asarray(metrics["loss"])
+    assert np.all(np.isfinite(loss)) and loss[-10:].mean() < 0.5 * loss[:5].mean(), loss
+    assert isinstance(state.model_state, V.CodebookState) and int(state.model_state.step) == 60
+    # The same numbers as the loss object the task wraps.
+    params, ms = state.params, state.model_state
+    x = batch["x"][:4]
+    np.testing.assert_array_equal(
+        objective.reconstruct(params, ms, x), V.reconstruct(objective.model, params["model"], ms, x)
+    )
+    # A configuration with a prior phase needs the run's length: task() says where to go.
+    with pytest.raises(ValueError, match=r"VQVAEConfig\.prior_steps=5.*run_task.*two_phase"):
+        _small(prior_steps=5).objective(DataInfo(shape=(64,))).task(optax.adam(1e-3))
+    # ... and a VQ-VAE without a prior does not sample.
+    with pytest.raises(ValueError, match="no prior"):
+        objective.sample(params, ms, jax.random.PRNGKey(0), 2)
+
+
+def test_run_task_builds_the_two_phases_with_the_runs_optimizers():
+    objective = _small(prior_steps=3, prior_learning_rate=0.05).objective(DataInfo(shape=(64,)))
+    with pytest.raises(ValueError, match=r"^VQVAEConfig\.prior_steps \(3\).*steps \(3\)"):
+        objective.run_task(lambda steps, lr: optax.adam(1e-3), 3)
+    calls = []
+
+    def make_optimizer(steps, learning_rate):
+        calls.append((steps, learning_rate))
+        return optax.sgd(0.1)
+
+    task = objective.run_task(make_optimizer, 7)
+    assert calls == [(4, None)]  # the VQ-VAE's phase: steps - prior_steps
+    assert [p.name for p in task.players] == ["vqvae", "prior"]
+    batch = _digits_batch(32)
+    engine = Engine(task)
+    state = engine.place_state(jax.jit(lambda r: init_state(task, r, batch))(jax.random.PRNGKey(0)))
+    snapshots = [jax.tree.map(np.asarray, state.params)]
+    for _ in range(7):
+        state, metrics = engine.step(state, batch)
+        snapshots.append(jax.tree.map(np.asarray, state.params))
+
+    def moved(player, step):  # did update ``step`` (0-based) change the player's parameters?
+        a, b = snapshots[step][player], snapshots[step + 1][player]
+        pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+        return any(not np.array_equal(u, v) for u, v in pairs)
+
+    assert [moved("vqvae", s) for s in range(7)] == [True] * 4 + [False] * 3
+    assert [moved("prior", s) for s in range(7)] == [False] * 4 + [True] * 3
+    assert int(state.model_state["updates"]) == 7 and int(state.model_state["vq"].step) == 4
+    assert float(metrics["vqvae/loss"]) == 0.0 and float(metrics["prior/bits_per_code"]) > 0
+    # The documented optimizers: the same run as two_phase_task with the VQ-VAE's optimizer
+    # for its 4 steps and the prior's Adam at prior_learning_rate, cosine-decayed over 3.
+    prior_adam = optax.adam(optax.cosine_decay_schedule(0.05, 3))
+    explicit = objective.two_phase_task(optax.sgd(0.1), prior_adam, 4)
+    ref_engine = Engine(explicit)
+    ref = ref_engine.place_state(
+        jax.jit(lambda r: init_state(explicit, r, batch))(jax.random.PRNGKey(0))
+    )
+    for _ in range(7):
+        ref, _ = ref_engine.step(ref, batch)
+    for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(state.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="vq_steps must be an int >= 1, got 0"):
+        objective.two_phase_task(optax.sgd(0.1), prior_adam, 0)
+
+
+def test_inference_methods_return_the_right_shapes():
+    x = _digits_batch(16)["x"]
+    objective = _small(prior_steps=1).objective(DataInfo(shape=(64,)))
+    assert objective.functions() == (
+        "sample",
+        "encode",
+        "decode",
+        "reconstruct",
+        "sample_codes",
+        "codebook",
+        "prior_bits_per_code",
+    )
+    task = objective.run_task(lambda steps, lr: optax.adam(1e-3), 2)
+    state, _ = _train(task, {"x": x}, 2)
+    params, ms = state.params, state.model_state
+    codes = objective.encode(params, ms, x)
+    assert codes.shape == (16, 3) and codes.dtype == jnp.int32
+    assert int(codes.min()) >= 0 and int(codes.max()) < 8
+    assert objective.decode(params, ms, codes).shape == (16, 64)
+    np.testing.assert_allclose(
+        objective.reconstruct(params, ms, x), objective.decode(params, ms, codes), atol=1e-6
+    )
+    assert objective.codebook(params, ms).shape == (8, 4)
+    sample = jax.jit(objective.sample, static_argnums=3, static_argnames="temperature")
+    sample_codes = jax.jit(objective.sample_codes, static_argnums=3)
+    rng = jax.random.PRNGKey(4)
+    drawn = sample_codes(params, ms, rng, 5)
+    assert drawn.shape == (5, 3)
+    samples = sample(params, ms, rng, 5)
+    assert samples.shape == (5, 64) and np.all(np.isfinite(np.asarray(samples)))
+    # sample = decode(sample_codes), with the same key; colder is allowed.
+    np.testing.assert_allclose(samples, objective.decode(params, ms, drawn), atol=1e-6)
+    assert sample(params, ms, rng, 3, temperature=0.5).shape == (3, 64)
+    assert 0 < float(objective.prior_bits_per_code(params, ms, codes)) < 10
+    with pytest.raises(ValueError, match=r"decode_indices: indices must be \[B, 3\]"):
+        objective.decode(params, ms, jnp.zeros((2, 4), jnp.int32))
+    # The loss rule's codebook is a parameter; the one-player task's params work the same way.
+    objective = _small(rule="loss").objective(DataInfo(shape=(64,)))
+    state, _ = _train(objective.task(optax.adam(1e-3)), {"x": x}, 1)
+    params, ms = state.params, state.model_state
+    np.testing.assert_array_equal(
+        objective.codebook(params, ms), params["model"]["params"]["quantizer"]["codebook"]
+    )
+    assert objective.decode(params, ms, objective.encode(params, ms, x)).shape == (16, 64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,7 +561,7 @@ def test_short_training_on_digits_uses_the_codebook_and_reconstructs():
         mlp_hidden=(128,),
         num_latents=4,
     )
-    obj = V.Objective(model, codebook_init="kmeans++", restart_after=20)
+    obj = V.VQVAELoss(model, codebook_init="kmeans++", restart_after=20)
     task = Task.from_loss(
         obj.init, obj.loss, optax.adam(3e-3), stateful=True, init_model_state=obj.init_model_state
     )
@@ -378,3 +599,96 @@ def test_unigram_prior_baseline_by_hand():
     p1 = np.array([1, 2, 3]) / 6
     expected = (-np.log2([p0[0], p0[2]]).mean() - np.log2([p1[2], p1[1]]).mean()) / 2
     assert unigram_bits_per_code(train, test, 3) == pytest.approx(expected, rel=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Through the experiment command.
+# --------------------------------------------------------------------------------------------
+
+_VQ = ["--model", "vqvae", "--dataset", "digits"]
+
+
+@pytest.mark.parametrize(
+    "setting, fragment",
+    [
+        ("model.prior_steps=0", "model.prior_steps must be >= 1, got 0"),
+        ("train.steps=100", "train.steps (100) must exceed model.prior_steps (2000)"),
+        ("model.beta=-1", "model.beta must be a finite number >= 0, got -1"),
+        ("model.num_codes=1", "model.num_codes (K) must be >= 2, got 1"),
+        ("model.rule=loss", "model.restart_after=100 needs model.rule=ema"),
+        ("model.prior_heads=3", "model.prior_width (16) must be divisible by model.prior_heads"),
+        ("data.flatten=true", "model.arch=conv needs images [H, W, C]"),
+        ("model.num_stages=4", "model.num_stages: 4 stride-2 stage(s)"),
+        ("eval.num_samples=0", "eval.num_samples must be an int >= 1, got 0"),
+        ("eval.compare=plain,vanilla", "eval.compare holds unknown configurations ['vanilla']"),
+        ("eval.temperature=0", "eval.temperature must be a finite number > 0"),
+    ],
+)
+def test_command_refuses_bad_vqvae_settings_in_one_line(setting, fragment, tmp_path, capsys):
+    from experiments.train import main
+
+    work = tmp_path / "run"
+    code = main([*_VQ, "--workdir", str(work), "--set", setting, "--quiet"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1, err
+    assert fragment in err[0], err[0]
+    assert not work.exists()
+
+
+@pytest.mark.slow
+def test_short_run_through_the_command_reports_and_loads_back(tmp_path):
+    import json
+
+    import genjax
+    from experiments.train import main
+
+    work = tmp_path / "vqvae"
+    settings = (
+        "train.steps=40",
+        "model.prior_steps=20",
+        "train.eval_every=20",
+        "train.checkpoint_every=20",
+        "train.fuse_steps=10",
+        "train.log_every=10",
+        "eval.compare=plain",
+        "eval.num_samples=20",
+    )
+    argv = [*_VQ, "--workdir", str(work), "--quiet"]
+    for item in settings:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    summary = json.loads((work / "summary.json").read_text())
+    m = summary["metrics"]
+    assert summary["steps"] == 40
+    assert {"recon_mse", "code_usage", "perplexity", "prior_bits_per_code"} <= set(m)
+    table = ("recon_mse", "code_usage", "perplexity")
+    assert {f"{v}_{k}" for v in ("ema_restart", "plain") for k in table} <= set(m)
+    others = ("pca_quantized_recon_mse", "prior_sample_classes", "prior_unigram_bits_per_code")
+    assert set(others) <= set(m)
+    assert m["bits_per_image"] == 2 * 2 * 6  # a 2 x 2 map of K = 64 codes
+    saved = json.loads((work / "config.json").read_text())
+    assert saved["eval"] == {"compare": ["plain"], "num_samples": 20, "temperature": 1.0}
+    assert saved["model_config"]["prior_steps"] == 20
+    tests = [
+        json.loads(line)
+        for line in (work / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["split"] == "test"
+    ]
+    assert [t["step"] for t in tests] == [20, 40] and "prior_bits_per_code" in tests[-1]
+    figures = {p.name for p in (work / "figures").glob("*.png")}
+    assert {"reconstructions.png", "prior_samples.png", "comparison_code_usage.png"} <= figures
+
+    run = genjax.load_run(work)
+    assert isinstance(run.objective, V.VQVAEObjective) and sorted(run.params) == ["prior", "vqvae"]
+    rng = jax.random.PRNGKey(0)
+    samples = np.asarray(run.sample(rng, 4))
+    assert samples.shape == (4, 8, 8, 1) and np.all(np.isfinite(samples))
+    np.testing.assert_array_equal(
+        samples, run.objective.sample(run.params, run.model_state, rng, 4)
+    )
+    x = np.zeros((3, 8, 8, 1), np.float32)
+    codes = run.encode(x)
+    assert codes.shape == (3, 2, 2)
+    assert run.decode(codes).shape == run.reconstruct(x).shape == (3, 8, 8, 1)
+    assert run.codebook().shape == (64, 16) and run.sample_codes(rng, 2).shape == (2, 2, 2)
+    assert np.isfinite(float(run.prior_bits_per_code(codes)))
