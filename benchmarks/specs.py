@@ -4,8 +4,9 @@ Each :class:`BenchSpec` names a model of the experiment command (``experiments/m
 the dataset config whose layer sizes it uses, and ``--set`` overrides on top of that config
 (for example the convolutional VAE is the VAE's MNIST config with ``model.architecture=conv``).
 :func:`build` resolves it exactly as ``python -m experiments.train`` would: the model's own
-``RunConfig`` factory, ``experiments.config.apply_overrides``, the model's ``build_task`` (so
-the benchmark times the same ``genjax.train.Task`` that training runs) and the same jitted
+``RunConfig`` factory, ``genjax.config.apply_overrides``, the library objective's
+``run_task`` (``config.model_config.objective(info)``; so the benchmark times the same
+``genjax.train.Task`` that training runs) and the same jitted
 ``prepare`` (``genjax.data.preprocess`` with the config's ``Preprocess``) inside the step.
 
 The data are synthetic: uniform random ``uint8`` images of MNIST's shape (28 x 28 x 1) and
@@ -27,7 +28,7 @@ import jax
 import numpy as np
 
 from experiments import registry
-from experiments.config import RunConfig, apply_overrides
+from genjax.config import RunConfig, apply_overrides
 from genjax.data import preprocess
 from genjax.train import Task
 
@@ -48,8 +49,8 @@ class BenchSpec:
       overrides: ``section.key=value`` changes applied on top (as ``--set`` would).
       torch_twin: the PyTorch reference's name in ``benchmarks.torch_reference.TWINS``.
       description: one line for the tables.
-      task: ``(config, info) -> Task`` when the step is not the experiment's ``build_task``
-        (``None``: the model's ``build_task``).
+      task: ``(config, info) -> Task`` when the step is not the one the command trains
+        (``None``: ``config.model_config.objective(info).run_task(...)``).
     """
 
     name: str
@@ -62,22 +63,15 @@ class BenchSpec:
 
 
 def _vqvae_task(config: RunConfig, info: registry.DataInfo) -> Task:
-    """The VQ-VAE alone (``genjax.models.vqvae.Objective``, built as the experiment builds it).
+    """The VQ-VAE alone: ``VQVAEObjective.task`` of the run's model config with
+    ``prior_steps=0`` (the same VQ-VAE, loss and codebook state as the run's first phase).
 
-    The experiment's ``build_task`` adds a second player, the code prior, trained in a later
+    The command's task (``run_task``) adds a second player, the code prior, trained in a later
     phase; the benchmark times the VQ-VAE's own update (encoder, quantiser with the EMA
     codebook and dead-code restarts, decoder), as in the model's docstring.
     """
-    from experiments.models.vqvae import vqvae_objective
-
-    objective = vqvae_objective(config, info)
-    return Task.from_loss(
-        objective.init,
-        objective.loss,
-        config.optimizer.build(config.train.steps),
-        stateful=True,
-        init_model_state=objective.init_model_state,
-    )
+    model_config = dataclasses.replace(config.model_config, prior_steps=0)
+    return model_config.objective(info).task(config.optimizer.build(config.train.steps))
 
 
 SPECS: dict[str, BenchSpec] = {
@@ -170,8 +164,8 @@ class Built:
     Attributes:
       spec: the entry.
       config: the resolved run config (``train.batch_size`` set to the batch).
-      info: the input description ``build_task`` saw.
-      task: the engine's task, from the model's ``build_task``.
+      info: the input description the objective was built for.
+      task: the engine's task (see :attr:`BenchSpec.task`).
       prepare: the jittable ``(raw_batch, rng) -> batch`` run inside the step.
       batch_size: examples per step.
     """
@@ -235,8 +229,11 @@ def build(name: str, batch_size: int) -> Built:
         num_classes=NUM_CLASSES,
         image_shape=IMAGE_SHAPE,
     )
-    build_task = spec.task or registry.get(spec.model).build_task
-    task = build_task(config, info)
+    if spec.task is not None:
+        task = spec.task(config, info)
+    else:  # what the command trains: the library objective's task for the run's optimizer
+        objective = config.model_config.objective(info)
+        task = objective.run_task(config.optimizer.build, config.train.steps)
     return Built(spec, config, info, task, prepare, batch_size)
 
 

@@ -40,7 +40,7 @@ ENTRIES: list[tuple[str, str, str, list[str]]] = [
         [
             "train.steps=1500",
             "model.prior_steps=500",
-            "model.compare=",
+            "eval.compare=",
             "train.eval_every=500",
             "train.checkpoint_every=500",
         ],

@@ -1,94 +1,27 @@
-"""Where each model joins the experiment command: one ``ModelSpec`` per model.
+"""The experiment command's models: one ``ModelSpec`` per model, in ``experiments/models/``.
 
-A model registers, in one place (its module under ``experiments/models/``):
+Each module there declares, for its family of the library (``genjax.models``):
 
-* its hyperparameter dataclass and one ``RunConfig`` per supported dataset (``configs``);
-* ``build_task(config, info) -> genjax.train.Task`` — the objective and optimizers;
-* ``evaluate(ctx) -> dict`` — the final test metrics, under the names documented in the
-  README (it may also write figures into ``ctx.workdir / "figures"``);
-* optionally ``eval_during(config, info) -> (params, model_state) -> dict`` — cheap test
-  metrics for ``train.eval_every``;
-* optionally ``snapshot(config, info, workdir) -> (step, params, model_state) -> None`` —
-  figures of the model at the same regular intervals (``train.eval_every``);
-* ``bind(config, info, params, model_state) -> dict[str, callable]`` — the model's functions
-  bound to trained parameters (``sample(rng, n)``, and ``encode`` / ``reconstruct`` /
-  ``convert`` where the model has them), used by ``genjax.load_run``.
+* ``configs``: one ``RunConfig`` per supported dataset (the library's hyper-parameter
+  dataclass in ``model_config``, the experiment's evaluation settings in ``evaluation``);
+* ``evaluate(ctx) -> dict``: the final test metrics, under the names documented in the
+  README (it may also write figures into ``ctx.figures``);
+* optionally ``eval_during(config, objective, test) -> (params, model_state) -> dict``: cheap
+  test metrics for ``train.eval_every``, and ``snapshot(config, objective, workdir) ->
+  (step, params, model_state) -> None``: figures at the same intervals.
 
-The command (``experiments.train``) looks models up here and has no per-model branches.
+The command itself (``genjax.cli``) builds the model through the library's registry and has
+no per-model branches; ``python -m experiments.train`` is that command with these specs.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
-from experiments.config import RunConfig
+from genjax.cli import EvalContext, ModelSpec
+from genjax.models.base import DataInfo
 
-
-@dataclasses.dataclass(frozen=True)
-class DataInfo:
-    """What a model needs to know about its data, without holding the data.
-
-    Attributes:
-      name: dataset name.
-      shape: shape of one preprocessed input ``x`` (e.g. ``(64,)`` flattened digits).
-      num_classes: label classes (modes for 2-D mixtures), or None.
-      image_shape: ``(H, W, C)`` of the raw images, or None for vector data.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    num_classes: int | None
-    image_shape: tuple[int, ...] | None
-
-
-@dataclasses.dataclass
-class EvalContext:
-    """Everything ``ModelSpec.evaluate`` may use."""
-
-    config: RunConfig
-    info: DataInfo
-    params: Any
-    model_state: Any
-    train: Any  # genjax.data.Dataset
-    test: Any  # genjax.data.Dataset
-    workdir: Path
-    rng: Any
-    history: list[dict]  # the lines of metrics.jsonl
-
-    @property
-    def figures(self) -> Path:
-        path = self.workdir / "figures"
-        path.mkdir(exist_ok=True)
-        return path
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """A model's entry in the experiment command (see the module docstring)."""
-
-    name: str
-    description: str
-    config_cls: type
-    configs: dict[str, Callable[[], RunConfig]]
-    build_task: Callable[[RunConfig, DataInfo], Any]
-    evaluate: Callable[[EvalContext], dict]
-    bind: Callable[[RunConfig, DataInfo, Any, Any], dict[str, Callable]]
-    metric_names: tuple[str, ...]
-    eval_during: Callable[[RunConfig, DataInfo, Any], Callable[[Any, Any], dict]] | None = None
-    snapshot: Callable[[RunConfig, DataInfo, Path], Callable[[int, Any, Any], None]] | None = None
-    #: Rows of the report's headline table: (label, metric, reference metric or None,
-    #: what the reference is). Both values are read from the run's own summary.json.
-    headline: tuple[tuple[str, str, str | None, str], ...] = ()
-    #: Figures (file names under figures/) shown first in the report, in this order.
-    key_figures: tuple[str, ...] = ()
-    #: Files and folders the model's evaluation writes at the top of the work directory,
-    #: besides the command's own: what ``--overwrite`` may remove.
-    outputs: tuple[str, ...] = ()
-
+__all__ = ["DataInfo", "EvalContext", "ModelSpec", "get", "model_names"]
 
 # Model name -> module that defines ``SPEC``. Importing lazily keeps ``--help`` fast and lets
 # a broken model fail only when it is used.

@@ -1,21 +1,21 @@
 """genjax: the classical generative models in JAX/Flax.
 
-Layers (each imports only the ones above it): ``losses`` -> ``nn`` -> ``models`` -> ``data`` ->
-``train`` -> ``eval`` -> ``viz``. ``docs/design.md`` in the repository describes the architecture.
+Layers (each imports only the ones above it): ``losses`` -> ``nn`` -> ``task`` -> ``models``
+-> ``data`` -> ``train`` -> ``eval`` -> ``viz`` -> ``config`` / ``runs`` / ``cli``.
+``docs/design.md`` in the repository describes the architecture.
 """
 
 __version__ = "0.1.0"
 
 
 def load_run(workdir):
-    """Load a run written by the experiment command (``python -m experiments.train``).
+    """Load a run written by the training command (``genjax-train``, or the experiments'
+    ``python -m experiments.train``); see :func:`genjax.runs.load_run`.
 
-    Returns a ``Run`` with ``config``, ``params``, ``model_state``, ``step``, ``summary`` and the
-    model's functions bound to the parameters: ``run.sample(rng, n)`` for every model,
-    ``run.encode(x)`` / ``run.reconstruct(x)`` where the model has an encoder, and
-    ``run.convert(x, source, target)`` for the Cycle VAE. The experiment registry lives in the
-    ``experiments`` package (installed with genjax), imported here on first use.
+    Returns a :class:`genjax.runs.Run`: ``config``, ``objective``, ``params``,
+    ``model_state``, ``step``, ``summary`` and the model's functions as methods bound to the
+    parameters (``run.sample(rng, n)``, ``run.encode(x)``, ...).
     """
-    from experiments.runs import load_run as _load_run
+    from genjax.runs import load_run as _load_run
 
     return _load_run(workdir)

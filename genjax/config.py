@@ -5,9 +5,22 @@ type annotations, defaults and a one-line meaning in the class docstring (``Attr
 section); ``__post_init__`` validates values. A run's resolved config is a ``RunConfig``::
 
     RunConfig(model="vae", dataset="digits", model_config=VAEConfig(...),
-              train=TrainConfig(...), optimizer=OptimizerConfig(...), data=DataConfig(...))
+              train=TrainConfig(...), optimizer=OptimizerConfig(...), data=DataConfig(...),
+              evaluation=...)
 
-and is saved as ``config.json`` in the work directory.
+where ``model_config`` is the family's own hyper-parameter class (``genjax.models``) and
+``evaluation`` the settings of whatever evaluates the run (the command's section ``eval``),
+and is saved as ``config.json`` in the work directory::
+
+    >>> from genjax.models.vae import VAEConfig
+    >>> config = RunConfig(model="vae", dataset="digits", model_config=VAEConfig())
+    >>> apply_overrides(config, ["model.latent_dim=2"]).model_config.latent_dim
+    2
+    >>> try:
+    ...     apply_overrides(config, ["model.latent_dims=2"])
+    ... except ConfigError as err:
+    ...     print(str(err).split(";")[1])
+     did you mean 'model.latent_dim'? (see --help for all keys)
 """
 
 from __future__ import annotations
@@ -134,17 +147,29 @@ class RunConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    evaluation: Any = None
 
-    SECTIONS = ("model", "train", "optimizer", "data")
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """The sections of ``--set section.key=value``."""
+        base = ("model", "train", "optimizer", "data")
+        return base if self.evaluation is None else (*base, "eval")
 
     def section(self, name: str):
-        return self.model_config if name == "model" else getattr(self, name)
+        return {
+            "model": self.model_config,
+            "eval": self.evaluation,
+            "train": self.train,
+            "optimizer": self.optimizer,
+            "data": self.data,
+        }[name]
 
     def to_dict(self) -> dict:
         return {
             "model": self.model,
             "dataset": self.dataset,
             "model_config": dataclasses.asdict(self.model_config),
+            "eval": {} if self.evaluation is None else dataclasses.asdict(self.evaluation),
             "train": dataclasses.asdict(self.train),
             "optimizer": dataclasses.asdict(self.optimizer),
             "data": dataclasses.asdict(self.data),
@@ -197,7 +222,7 @@ def parse_value(text: str, typ: Any, key: str) -> Any:
 def all_keys(config: RunConfig) -> list[str]:
     return [
         f"{section}.{f.name}"
-        for section in RunConfig.SECTIONS
+        for section in config.sections
         for f in dataclasses.fields(config.section(section))
     ]
 
@@ -222,64 +247,94 @@ def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
     return replace_sections(config, changes)
 
 
+def model_error(err: Exception, cls: type) -> ConfigError:
+    """A library config's ``ValueError`` (``"VAEConfig.latent_dim must be ..."``) in the
+    command's words (``"model.latent_dim must be ..."``)."""
+    return ConfigError(str(err).replace(f"{cls.__name__}.", "model."))
+
+
+_ATTRIBUTES = {"model": "model_config", "eval": "evaluation"}
+
+
 def replace_sections(config: RunConfig, changes: dict[str, dict[str, Any]]) -> RunConfig:
     """Rebuild ``config`` with per-section field changes (validated by each __post_init__)."""
     updated = {}
     for section, fields in changes.items():
         current = config.section(section)
         try:
-            updated["model_config" if section == "model" else section] = dataclasses.replace(
-                current, **fields
-            )
+            updated[_ATTRIBUTES.get(section, section)] = dataclasses.replace(current, **fields)
         except ConfigError:
             raise
         except (ValueError, TypeError) as err:
-            raise ConfigError(str(err)) from None
+            raise model_error(err, type(current)) from None
     return dataclasses.replace(config, **updated)
 
 
-def from_dict(d: dict, model_config_cls: type) -> RunConfig:
-    """Rebuild a ``RunConfig`` from ``config.json``."""
+def _build(cls, values, section):
+    if not isinstance(values, dict):
+        raise ConfigError(f"section {section!r} must be an object, got {values!r}")
+    values = dict(values)
+    # A config class may read the keys of configs saved by earlier versions.
+    upgrade = getattr(cls, "upgrade_saved", None)
+    if upgrade is not None:
+        values = upgrade(values)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"section {section!r} has key {unknown[0]!r}, which {cls.__name__} does not take "
+            f"(it takes {', '.join(names)})"
+        )
+    hints = typing.get_type_hints(cls)
+    for k, v in values.items():
+        if isinstance(v, list) and typing.get_origin(hints.get(k)) is tuple:
+            values[k] = tuple(v)
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"section {section!r}: {err}") from None
 
-    def build(cls, values, section):
-        if not isinstance(values, dict):
-            raise ConfigError(f"section {section!r} must be an object, got {values!r}")
-        values = dict(values)
-        # A config class may read the keys of configs saved by earlier versions.
-        upgrade = getattr(cls, "upgrade_saved", None)
-        if upgrade is not None:
-            values = upgrade(values)
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise ConfigError(
-                f"section {section!r} has key {unknown[0]!r}, which {cls.__name__} does not take "
-                f"(it takes {', '.join(names)})"
-            )
-        hints = typing.get_type_hints(cls)
-        for k, v in values.items():
-            if isinstance(v, list) and typing.get_origin(hints.get(k)) is tuple:
-                values[k] = tuple(v)
-        try:
-            return cls(**values)
-        except ConfigError:
-            raise
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"section {section!r}: {err}") from None
 
+def from_dict(d: dict, model_config_cls: type, eval_cls: type | None = None) -> RunConfig:
+    """Rebuild a ``RunConfig`` from ``config.json``.
+
+    ``eval_cls`` reads the ``eval`` section (the command's evaluation settings); without it
+    that section is not read (``evaluation`` is None). A config saved before the evaluation
+    settings had their own section kept them among the model's: the keys the model's class
+    does not take are read as evaluation settings then.
+    """
+    if not isinstance(d, dict):
+        raise ConfigError(f"a run's configuration must be an object, got {d!r}")
     missing = [k for k in ("model", "dataset", *_SECTION_KEYS) if k not in d]
     if missing:
         raise ConfigError(f"no {missing[0]!r} entry")
-    extra = sorted(set(d) - {"model", "dataset", *_SECTION_KEYS})
+    extra = sorted(set(d) - {"model", "dataset", "eval", *_SECTION_KEYS})
     if extra:
         raise ConfigError(f"unknown entry {extra[0]!r}")
+    model_values = d["model_config"]
+    eval_values = d.get("eval")
+    if eval_values is None and isinstance(model_values, dict):
+        own = {f.name for f in dataclasses.fields(model_config_cls)}
+        if eval_cls is not None:
+            # the evaluation's keys move out; the rest (renamed keys of an earlier version
+            # included) stay for the model's class, its ``upgrade_saved`` and its checks
+            known = {f.name for f in dataclasses.fields(eval_cls)} - own
+            eval_values = {k: v for k, v in model_values.items() if k in known}
+        else:
+            if upgrade := getattr(model_config_cls, "upgrade_saved", None):
+                model_values = upgrade(dict(model_values))
+            eval_values = {k: v for k, v in model_values.items() if k not in own}
+        model_values = {k: v for k, v in model_values.items() if k not in eval_values}
     return RunConfig(
         model=d["model"],
         dataset=d["dataset"],
-        model_config=build(model_config_cls, d["model_config"], "model_config"),
-        train=build(TrainConfig, d["train"], "train"),
-        optimizer=build(OptimizerConfig, d["optimizer"], "optimizer"),
-        data=build(DataConfig, d["data"], "data"),
+        model_config=_build(model_config_cls, model_values, "model_config"),
+        train=_build(TrainConfig, d["train"], "train"),
+        optimizer=_build(OptimizerConfig, d["optimizer"], "optimizer"),
+        data=_build(DataConfig, d["data"], "data"),
+        evaluation=None if eval_cls is None else _build(eval_cls, eval_values or {}, "eval"),
     )
 
 

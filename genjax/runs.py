@@ -1,11 +1,17 @@
-"""Data of a run, and loading a finished or interrupted run back (``genjax.load_run``)."""
+"""A run's work directory read back: ``load_run(workdir)`` rebuilds the model from the saved
+configuration through the library's registry (:func:`genjax.models.config_class`) and
+restores the newest readable checkpoint into it::
+
+    run = genjax.load_run("runs/vae-digits")
+    x = run.sample(jax.random.key(0), 16)      # [16, 64]
+    z_mean, z_log_var = run.encode(x)          # [16, q] each
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,33 +19,52 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import registry
-from experiments.config import ConfigError, RunConfig, from_dict
-from genjax.data import DatasetError, load, preprocess
+from genjax import data, models
+from genjax.config import ConfigError, RunConfig, from_dict, model_error
+from genjax.data import DatasetError, load
+from genjax.models.base import DataInfo, Objective
 from genjax.train import Checkpointer, ResumeError, init_state
 
+__all__ = ["RUN_ERRORS", "Run", "RunError", "data_info", "initial_state", "load_run"]
+
+
+class RunError(ValueError):
+    """A work directory cannot be loaded as a genjax run; the message names the file and the
+    problem."""
+
+
 #: Errors that are the user's input, not a bug: one line and exit code 2 in the command.
-RUN_ERRORS = (ConfigError, DatasetError, ResumeError)
+RUN_ERRORS = (ConfigError, DatasetError, ResumeError, RunError)
 
 
 def load_split(config: RunConfig, split: str):
+    """The ``split`` of the run's dataset (``genjax.data.load``)."""
     return load(config.dataset, split, data_dir=config.data.data_dir or None)
 
 
-def data_info(config: RunConfig, dataset) -> registry.DataInfo:
-    """The shape of one preprocessed input, read off the first example."""
-    raw = dataset.get(np.arange(1))
-    x = preprocess(raw, jax.random.PRNGKey(0), config.data.preprocess(), dataset.image_max)["x"]
-    image = dataset.features.get("image")
-    return registry.DataInfo(
-        name=dataset.name,
-        shape=tuple(int(d) for d in x.shape[1:]),
-        num_classes=dataset.num_classes,
-        image_shape=tuple(int(d) for d in image.shape[1:]) if image is not None else None,
-    )
+def data_info(config: RunConfig, dataset) -> DataInfo:
+    """What the model of ``config`` is told about ``dataset`` (:func:`genjax.data.data_info`
+    with the run's preprocessing)."""
+    return data.data_info(dataset, config.data.preprocess())
 
 
-def initial_state(spec: registry.ModelSpec, config: RunConfig, info: registry.DataInfo, task):
+def build_objective(config: RunConfig, info: DataInfo) -> Objective:
+    """``config.model_config.objective(info)``, its errors in the command's words."""
+    try:
+        return config.model_config.objective(info)
+    except ValueError as err:
+        raise model_error(err, type(config.model_config)) from None
+
+
+def build_task(config: RunConfig, objective: Objective):
+    """The engine's task of a run: the objective's, with the run's optimizer and steps."""
+    try:
+        return objective.run_task(config.optimizer.build, config.train.steps)
+    except ValueError as err:
+        raise model_error(err, type(config.model_config)) from None
+
+
+def initial_state(config: RunConfig, info: DataInfo, task):
     """The train state a run of ``config`` starts from (host arrays), built from the input's
     shape alone: the template a checkpoint is restored into."""
     example = {"x": jnp.zeros((1, *info.shape), jnp.float32), "label": jnp.zeros((1,), jnp.int32)}
@@ -53,42 +78,70 @@ def initial_state(spec: registry.ModelSpec, config: RunConfig, info: registry.Da
 class Run:
     """A trained (or partly trained) run, loaded from its work directory.
 
+    The model's functions are methods bound to the loaded parameters: ``run.sample(rng, n)``
+    for every model, ``run.encode(x)``, ``run.decode(z, ...)``, ``run.reconstruct(x, ...)``
+    where the model has them, ``run.convert(x, source, target)`` for the Cycle VAE, and any
+    further function its objective lists in ``functions()`` (the GAN's ``discriminate``).
+
     Attributes:
       workdir: the run's directory.
-      config: its resolved ``RunConfig``.
-      info: the input shape and classes (``DataInfo``).
+      config: its resolved ``RunConfig`` (``evaluation`` is None: the command's evaluation
+        settings are not the library's to read).
+      info: what the model was told about the data (:class:`~genjax.models.base.DataInfo`).
+      objective: the family's :class:`~genjax.models.base.Objective` for that data.
       step: the step of the checkpoint that was loaded.
       params: the parameters (``dict[player, params]`` as the engine keeps them).
       model_state: the non-gradient state.
       summary: ``summary.json`` if the run finished, else None.
-      functions: the model's functions bound to the parameters; also reachable as
-        attributes: ``run.sample(rng, n)`` for every model, ``run.encode(x)`` /
-        ``run.reconstruct(x)`` where the model has an encoder, ``run.convert(x, source,
-        target)`` for the Cycle VAE.
     """
 
     workdir: Path
     config: RunConfig
-    info: registry.DataInfo
+    info: DataInfo
+    objective: Objective
     step: int
     params: Any
     model_state: Any
     summary: dict | None
-    functions: dict[str, Callable]
 
-    def __getattr__(self, name):
-        functions = self.__dict__.get("functions", {})
-        if name in functions:
-            return functions[name]
-        raise AttributeError(
-            f"this {self.__dict__.get('config').model if 'config' in self.__dict__ else ''} "
-            f"run has no {name!r}; it offers {sorted(functions)}"
-        )
+    @property
+    def model(self) -> Any:
+        """The object the family's module-level functions take first."""
+        return self.objective.model
 
+    def functions(self) -> tuple[str, ...]:
+        return self.objective.functions()
 
-class RunError(ValueError):
-    """A work directory cannot be loaded as a genjax run; the message names the file and the
-    problem."""
+    def sample(self, rng: jax.Array, n: int, *args, **kwargs):
+        return self.objective.sample(self.params, self.model_state, rng, n, *args, **kwargs)
+
+    def encode(self, x, *args, **kwargs):
+        return self._call("encode", x, *args, **kwargs)
+
+    def decode(self, z, *args, **kwargs):
+        return self._call("decode", z, *args, **kwargs)
+
+    def reconstruct(self, x, *args, **kwargs):
+        return self._call("reconstruct", x, *args, **kwargs)
+
+    def convert(self, x, source, target, **kwargs):
+        return self._call("convert", x, source, target, **kwargs)
+
+    def _call(self, name: str, *args, **kwargs):
+        if name not in self.functions():
+            raise AttributeError(
+                f"this {self.config.model} run has no {name!r}; it offers "
+                f"{', '.join(self.functions())}"
+            )
+        return getattr(self.objective, name)(self.params, self.model_state, *args, **kwargs)
+
+    def __getattr__(self, name: str):
+        objective = self.__dict__.get("objective")
+        if objective is not None and not name.startswith("_") and name in objective.functions():
+            return lambda *args, **kwargs: self._call(name, *args, **kwargs)
+        model = self.__dict__["config"].model if "config" in self.__dict__ else "genjax"
+        offers = ", ".join(objective.functions()) if objective is not None else "nothing"
+        raise AttributeError(f"this {model} run has no {name!r}; it offers {offers}")
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -98,6 +151,39 @@ def _read_json(path: Path, what: str) -> Any:
         return json.loads(path.read_text())
     except ValueError as err:
         raise RunError(f"{path} is not valid JSON ({err}); it should hold {what}") from None
+
+
+def read_config(workdir: Path, eval_cls: type | None = None) -> RunConfig:
+    """The ``RunConfig`` saved in ``workdir/config.json`` (``RunError`` naming the problem)."""
+    config_path = workdir / "config.json"
+    raw = _read_json(config_path, "the run's configuration")
+    if not isinstance(raw, dict) or "model" not in raw:
+        raise RunError(f"{config_path} is not a genjax run's configuration (no 'model' key)")
+    if raw["model"] not in models.families():
+        raise RunError(
+            f"{config_path} names model {raw['model']!r}, which this genjax does not have "
+            f"(it has {', '.join(models.families())})"
+        )
+    try:
+        return from_dict(raw, models.config_class(raw["model"]), eval_cls)
+    except ConfigError as err:
+        raise RunError(f"{config_path}: {err}") from None
+
+
+def read_data_info(workdir: Path) -> DataInfo:
+    info_path = workdir / "data_info.json"
+    raw = _read_json(info_path, "the shape of the model's input")
+    if not isinstance(raw, dict):
+        raise RunError(f"{info_path} is not an object")
+    fields = {f.name for f in dataclasses.fields(DataInfo)}
+    try:
+        return DataInfo(**{k: v for k, v in raw.items() if k in fields})
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunError(f"{info_path} lacks or mangles an entry ({err})") from None
+
+
+def write_data_info(workdir: Path, info: DataInfo) -> None:
+    (workdir / "data_info.json").write_text(json.dumps(dataclasses.asdict(info)) + "\n")
 
 
 def load_run(workdir: str | Path) -> Run:
@@ -114,33 +200,15 @@ def load_run(workdir: str | Path) -> Run:
     workdir = Path(workdir)
     if not workdir.is_dir():
         raise FileNotFoundError(f"run directory {workdir} does not exist")
+    config = read_config(workdir)
+    info = read_data_info(workdir)
     config_path = workdir / "config.json"
-    raw = _read_json(config_path, "the run's configuration")
-    if not isinstance(raw, dict) or "model" not in raw:
-        raise RunError(f"{config_path} is not a genjax run's configuration (no 'model' key)")
-    if raw["model"] not in registry.model_names():
-        raise RunError(
-            f"{config_path} names model {raw['model']!r}, which this genjax does not have "
-            f"(it has {', '.join(registry.model_names())})"
-        )
-    spec = registry.get(raw["model"])
     try:
-        config = from_dict(raw, spec.config_cls)
+        objective = build_objective(config, info)
+        task = build_task(config, objective)
     except ConfigError as err:
         raise RunError(f"{config_path}: {err}") from None
-    info_path = workdir / "data_info.json"
-    info_raw = _read_json(info_path, "the shape of the model's input")
-    try:
-        info = registry.DataInfo(
-            name=info_raw["name"],
-            shape=tuple(info_raw["shape"]),
-            num_classes=info_raw["num_classes"],
-            image_shape=tuple(info_raw["image_shape"]) if info_raw["image_shape"] else None,
-        )
-    except (KeyError, TypeError) as err:
-        raise RunError(f"{info_path} lacks or mangles the entry {err}") from None
-    task = spec.build_task(config, info)
-    template = initial_state(spec, config, info, task)
+    template = initial_state(config, info, task)
     ckpt = Checkpointer(workdir / "checkpoints", asynchronous=False, read_only=True)
     try:
         restored = ckpt.restore_latest(template)
@@ -163,14 +231,13 @@ def load_run(workdir: str | Path) -> Run:
             stacklevel=2,
         )
         summary = None
-    functions = spec.bind(config, info, state.params, state.model_state)
     return Run(
         workdir=workdir,
         config=config,
         info=info,
+        objective=objective,
         step=step,
         params=state.params,
         model_state=state.model_state,
         summary=summary,
-        functions=functions,
     )

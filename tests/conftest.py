@@ -116,3 +116,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("skips that CI forbids", sep="=", red=True, bold=True)
         for line in _collection_skips:
             terminalreporter.line(line)
+
+
+# Worker scripts that tests start in subprocesses: not test modules (with --doctest-modules
+# pytest would otherwise import them, and they read sys.argv at import).
+collect_ignore_glob = ["*_worker.py"]

@@ -18,8 +18,8 @@ SMALL = [
     "--set", "train.checkpoint_every=100",
     "--set", "train.log_every=50",
     "--set", "train.fuse_steps=50",
-    "--set", "model.em_steps=20",
-    "--set", "model.select_q=2,5",
+    "--set", "eval.em_steps=20",
+    "--set", "eval.select_q=2,5",
 ]  # fmt: skip
 
 
@@ -113,7 +113,10 @@ def _cases(tmp_path):
             "test_log_likelihood",
         ),
         # The GAN's own checks (latent size, learning rates, shapes the DCGAN can take).
-        ([*GAN, "--workdir", w, "--set", "model.latent_dim=0"], "model.latent_dim must be >= 1"),
+        (
+            [*GAN, "--workdir", w, "--set", "model.latent_dim=0"],
+            "model.latent_dim must be an int >= 1",
+        ),
         ([*GAN, "--workdir", w, "--set", "model.d_learning_rate=-0.1"], "d_learning_rate"),
         ([*GAN, "--workdir", w, "--set", "model.g_learning_rate=0"], "g_learning_rate"),
         ([*GAN, "--workdir", w, "--set", "model.architecture=dcgan"], "data.flatten=false"),
@@ -129,7 +132,7 @@ def _cases(tmp_path):
                 "--set",
                 "model.generator_features=8,8,8,8",
             ],
-            "GAN (dcgan)",
+            "model.generator_features (dcgan)",
         ),
         ([*GAN, "--workdir", w, "--set", "model.ema_decay=1"], "model.ema_decay"),
     ]
@@ -237,7 +240,7 @@ def test_load_run_reproduces_the_reported_metric(finished_run):
     assert run.reconstruct(x[:3]).shape == (3, 64)
     assert run.encode(x[:3]).shape == (3, run.config.model_config.latent_dim)
     with pytest.raises(AttributeError, match="has no 'convert'"):
-        run.convert
+        run.convert(x[:3], 0, 1)
 
 
 def _digest(root: Path) -> dict[str, bytes]:
@@ -316,7 +319,7 @@ def test_load_run_errors_name_the_file_and_the_problem(finished_run, tmp_path):
     import shutil
 
     import genjax
-    from experiments.runs import RunError
+    from genjax.runs import RunError
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         genjax.load_run(tmp_path / "nowhere")
@@ -364,3 +367,31 @@ def test_load_run_is_quiet(finished_run, caplog, recwarn):
     noisy = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert noisy == [], noisy
     assert [str(w.message) for w in recwarn] == []
+
+
+def test_a_run_saved_before_the_eval_section_loads_and_is_recognised(finished_run, tmp_path):
+    """config.json of an earlier version kept the evaluation settings among the model's keys
+    and had no "eval" section: the command still sees the same run (finished, not
+    retrained, nothing removed) and load_run reads it."""
+    import shutil
+
+    import genjax
+
+    work = tmp_path / "old"
+    shutil.copytree(finished_run, work)
+    cfg = json.loads((work / "config.json").read_text())
+    old = dict(cfg)
+    old["model_config"] = {**cfg["model_config"], **old.pop("eval")}
+    assert set(old["model_config"]) > set(cfg["model_config"])  # eval keys went back in
+    (work / "config.json").write_text(json.dumps(old))
+    before = sorted(p.relative_to(work) for p in work.rglob("*"))
+    run = genjax.load_run(work)
+    assert (
+        run.step == 300
+        and run.config.model_config == genjax.load_run(finished_run).config.model_config
+    )
+    argv = [*BASE, "--workdir", str(work), *SMALL]
+    code = main(argv)
+    assert code == 0
+    assert before == sorted(p.relative_to(work) for p in work.rglob("*"))
+    assert json.loads((work / "config.json").read_text()) == cfg  # rewritten in today's layout

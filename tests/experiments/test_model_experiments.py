@@ -59,7 +59,7 @@ def test_gan_experiment_writes_metrics_snapshots_and_loads_back(tmp_path):
         "train.eval_every=300",
         "train.checkpoint_every=300",
         "model.r1_steps=300",
-        "model.eval_samples=500",
+        "eval.eval_samples=500",
     ):
         argv += ["--set", item]
     assert main(argv) == 0

@@ -15,8 +15,8 @@ from PIL import Image
 from experiments import report, train
 
 TINY = ["--set", "train.steps=40", "--set", "train.fuse_steps=20", "--set", "train.log_every=20",
-        "--set", "train.checkpoint_every=40", "--set", "model.em_steps=5",
-        "--set", "model.select_q=2,4", "--set", "model.latent_dim=2", "--quiet"]  # fmt: skip
+        "--set", "train.checkpoint_every=40", "--set", "eval.em_steps=5",
+        "--set", "eval.select_q=2,4", "--set", "model.latent_dim=2", "--quiet"]  # fmt: skip
 
 
 class _Collect(HTMLParser):
