@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 from experiments import train
+from genjax import cli
 
 DATASETS = ("ring8", "grid25")
 NUM_MODES = {"ring8": 8, "grid25": 25}
@@ -120,13 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds per dataset (0..S-1)")
     parser.add_argument("--out", default="runs/gan-table", help="where the runs are written")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a config override applied to every run (as for experiments.train)",
+    cli.add_overrides_argument(
+        parser, "a config override applied to every run (as for experiments.train)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)

@@ -185,6 +185,14 @@ def _help_epilog(catalog: Catalog) -> str:
     return "\n".join(lines)
 
 
+def add_overrides_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``, the list that
+    :func:`resolve_config` applies."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
 def build_parser(catalog: Catalog | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -197,13 +205,8 @@ def build_parser(catalog: Catalog | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--workdir", required=True, help="directory of the run (resumed if it exists)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.steps=500 (repeatable)",
+    add_overrides_argument(
+        parser, "override a config value, e.g. --set train.steps=500 (repeatable)"
     )
     parser.add_argument(
         "--overwrite",
@@ -663,10 +666,7 @@ def main(argv: list[str] | None = None, *, catalog: Catalog | None = None) -> in
             wall = _previous_wall(workdir) + time.perf_counter() - t0
             (workdir / "wall.json").write_text(json.dumps({"wall_s": wall}) + "\n")
             raise
-    except UsageError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except RUN_ERRORS as err:
+    except (UsageError, *RUN_ERRORS) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     except NonFiniteError as err:

@@ -56,6 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.models import schedule
 from experiments.registry import EvalContext, ModelSpec
 from genjax import viz
 from genjax._checks import check_int
@@ -64,7 +65,7 @@ from genjax.data import preprocess
 from genjax.eval import ClassifierConfig, train_classifier
 from genjax.models import cyclevae
 from genjax.models.base import single
-from genjax.train import TrainConfig, fit
+from genjax.train import fit
 
 #: Subdirectory of the work directory holding the cycle-weight-0 comparison run.
 COMPARE_DIR = "compare_cycle0"
@@ -104,17 +105,9 @@ def _digits() -> RunConfig:
         dataset="digits",
         model_config=cyclevae.CycleVAEConfig(),
         evaluation=CycleVAEEval(),
-        train=TrainConfig(
-            # 6,000 steps left one of the 90 class pairs just under 90% conversion accuracy
-            # (2 -> 4 at 88.6%); at 10,000 every pair is above it.
-            steps=10_000,
-            batch_size=128,
-            fuse_steps=250,
-            data_on_device=True,
-            log_every=250,
-            eval_every=0,
-            checkpoint_every=2000,
-        ),
+        # 6,000 steps left one of the 90 class pairs just under 90% conversion accuracy
+        # (2 -> 4 at 88.6%); at 10,000 every pair is above it.
+        train=schedule(10_000, 128, 250, checkpoint_every=2000),
         optimizer=OptimizerConfig(learning_rate=1e-3, cosine_decay=True),
         data=DataConfig(flatten=True),
     )

@@ -68,6 +68,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.models import schedule
 from experiments.registry import EvalContext, ModelSpec
 from genjax import viz
 from genjax._checks import check_int
@@ -76,7 +77,6 @@ from genjax.data import MIXTURES
 from genjax.data.synthetic import mode_statistics
 from genjax.eval import ClassifierConfig, frechet_distance, train_classifier
 from genjax.models import gan
-from genjax.train import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,15 +110,7 @@ def _mixture(name: str, steps: int) -> RunConfig:
         dataset=name,
         model_config=gan.GANConfig(),
         evaluation=GANEval(),
-        train=TrainConfig(
-            steps=steps,
-            batch_size=256,
-            fuse_steps=500,
-            data_on_device=True,
-            log_every=500,
-            eval_every=steps // 8,
-            checkpoint_every=steps // 4,
-        ),
+        train=schedule(steps, 256, 500, checkpoint_every=steps // 4, eval_every=steps // 8),
         optimizer=OptimizerConfig(learning_rate=1e-3, b1=0.5),
         data=DataConfig(),
     )
@@ -148,15 +140,7 @@ def _digits() -> RunConfig:
             r1_steps=0,
         ),
         evaluation=GANEval(),
-        train=TrainConfig(
-            steps=6000,
-            batch_size=128,
-            fuse_steps=250,
-            data_on_device=True,
-            log_every=250,
-            eval_every=1500,
-            checkpoint_every=2000,
-        ),
+        train=schedule(6000, 128, 250, checkpoint_every=2000, eval_every=1500),
         optimizer=OptimizerConfig(learning_rate=2e-4, b1=0.5),
         data=DataConfig(flatten=True),
     )
@@ -164,25 +148,19 @@ def _digits() -> RunConfig:
 
 def _mnist() -> RunConfig:
     # DCGAN pair on 28x28x1 (two stride-2 stages: 7x7 -> 14x14 -> 28x28).
+    digits = _digits()
     return dataclasses.replace(
-        _digits(),
+        digits,
         dataset="mnist",
-        model_config=gan.GANConfig(
+        model_config=dataclasses.replace(
+            digits.model_config,
             architecture="dcgan",
             latent_dim=64,
-            output="sigmoid",
             generator_features=(128, 64),
             discriminator_features=(64, 128),
-            r1_gamma=1.0,
-            r1_steps=0,
         ),
-        train=TrainConfig(
-            steps=20_000,
-            batch_size=128,
-            fuse_steps=250,
-            log_every=250,
-            eval_every=5000,
-            checkpoint_every=5000,
+        train=schedule(
+            20_000, 128, 250, checkpoint_every=5000, eval_every=5000, data_on_device=False
         ),
         data=DataConfig(flatten=False),
     )

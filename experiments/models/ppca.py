@@ -15,13 +15,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.models import schedule
 from experiments.registry import EvalContext, ModelSpec
 from genjax import viz
 from genjax._checks import check_int
 from genjax.config import ConfigError, DataConfig, OptimizerConfig, RunConfig
 from genjax.data import preprocess
 from genjax.models import ppca
-from genjax.train import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,9 +55,7 @@ def _digits() -> RunConfig:
         dataset="digits",
         model_config=ppca.PPCAConfig(),
         evaluation=PPCAEval(),
-        train=TrainConfig(
-            steps=3000, batch_size=256, fuse_steps=100, log_every=100, checkpoint_every=1000
-        ),
+        train=schedule(3000, 256, 100, checkpoint_every=1000, data_on_device=False),
         optimizer=OptimizerConfig(learning_rate=3e-2, cosine_decay=True),
         data=DataConfig(flatten=True),
     )
@@ -69,9 +67,7 @@ def _mnist() -> RunConfig:
         dataset="mnist",
         model_config=ppca.PPCAConfig(latent_dim=32),
         evaluation=PPCAEval(select_q=(8, 16, 32, 64, 128)),
-        train=TrainConfig(
-            steps=5000, batch_size=512, fuse_steps=100, log_every=100, checkpoint_every=1000
-        ),
+        train=schedule(5000, 512, 100, checkpoint_every=1000, data_on_device=False),
     )
 
 

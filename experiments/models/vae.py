@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.models import schedule
 from experiments.registry import EvalContext, ModelSpec
 from genjax import viz
 from genjax._checks import check_int, is_int
@@ -43,7 +44,6 @@ from genjax.data import preprocess
 from genjax.eval import baselines, likelihood
 from genjax.models import vae
 from genjax.models.base import single
-from genjax.train import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,15 +100,7 @@ def _digits() -> RunConfig:
         dataset="digits",
         model_config=vae.VAEConfig(),
         evaluation=VAEEval(),
-        train=TrainConfig(
-            steps=5000,
-            batch_size=128,
-            fuse_steps=250,
-            data_on_device=True,
-            log_every=250,
-            eval_every=1000,
-            checkpoint_every=1000,
-        ),
+        train=schedule(5000, 128, 250, checkpoint_every=1000, eval_every=1000),
         optimizer=OptimizerConfig(learning_rate=1e-3, cosine_decay=True),
         data=DataConfig(binarize="static", threshold=0.5, flatten=True),
     )
@@ -123,14 +115,8 @@ def _mnist() -> RunConfig:
         dataset="mnist",
         model_config=vae.VAEConfig(hidden=(200, 200), latent_dim=50, activation="tanh"),
         evaluation=VAEEval(iwae_batch=16, iwae_curve=()),
-        train=TrainConfig(
-            steps=500_000,
-            batch_size=100,
-            fuse_steps=500,
-            data_on_device=True,
-            log_every=1000,
-            eval_every=50_000,
-            checkpoint_every=10_000,
+        train=schedule(
+            500_000, 100, 1000, checkpoint_every=10_000, eval_every=50_000, fuse_steps=500
         ),
         optimizer=OptimizerConfig(learning_rate=1e-3, b2=0.999, cosine_decay=True),
         data=DataConfig(binarize="dynamic", flatten=True),

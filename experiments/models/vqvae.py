@@ -54,6 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.models import schedule
 from experiments.registry import DataInfo, EvalContext, ModelSpec
 from genjax import losses as L
 from genjax import viz
@@ -63,7 +64,7 @@ from genjax.data import preprocess
 from genjax.eval.classifier import train_classifier
 from genjax.models import vqvae as V
 from genjax.models.vqvae import VQVAEConfig, VQVAEObjective
-from genjax.train import TrainConfig, fit
+from genjax.train import fit
 
 VARIANTS = {"plain": ("loss", False), "ema": ("ema", False), "ema_restart": ("ema", True)}
 """The codebook configurations compared, ``name: (rule, dead-code restart)``; they differ only
@@ -121,15 +122,7 @@ def _digits() -> RunConfig:
         # 7.5, worse than independent positions at 5.7); the small one stays at ~5.7.
         model_config=VQVAEConfig(prior_width=16, prior_depth=1),
         evaluation=VQVAEEval(),
-        train=TrainConfig(
-            steps=5000,
-            batch_size=128,
-            fuse_steps=250,
-            data_on_device=True,
-            log_every=250,
-            eval_every=1000,
-            checkpoint_every=1000,
-        ),
+        train=schedule(5000, 128, 250, checkpoint_every=1000, eval_every=1000),
         optimizer=OptimizerConfig(learning_rate=1e-3, cosine_decay=True),
         data=DataConfig(),
     )
@@ -142,15 +135,7 @@ def _mnist() -> RunConfig:
         _digits(),
         dataset="mnist",
         model_config=VQVAEConfig(num_codes=512, code_dim=32, hidden=64, res_hidden=32),
-        train=TrainConfig(
-            steps=30_000,
-            batch_size=128,
-            fuse_steps=500,
-            data_on_device=True,
-            log_every=500,
-            eval_every=5000,
-            checkpoint_every=5000,
-        ),
+        train=schedule(30_000, 128, 500, checkpoint_every=5000, eval_every=5000),
     )
 
 
