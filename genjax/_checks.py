@@ -31,6 +31,21 @@ def check_int(label: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_shape(label: str, shape: Any, *, hashable: bool = False) -> tuple[int, ...]:
+    """``shape`` as a tuple of ints: a non-empty sequence of ints ``>= 1``, and a tuple when
+    ``hashable`` (a field of a Flax module, which must hash)."""
+    kinds = tuple if hashable else Sequence
+    if (
+        isinstance(shape, str)
+        or not isinstance(shape, kinds)
+        or not shape
+        or not all(is_int(s) and s >= 1 for s in shape)
+    ):
+        kind = "tuple (hashable, not a list)" if hashable else "tuple"
+        raise ValueError(f"{label} must be a non-empty {kind} of ints >= 1, got {shape!r}")
+    return tuple(int(s) for s in shape)
+
+
 def check_choice(label: str, value: Any, choices: Sequence[str]) -> str:
     """``value``, which must be one of ``choices``."""
     if value not in choices:

@@ -266,7 +266,7 @@ def _figures(ctx: EvalContext, model, params) -> None:
         n = 12
         domains = jnp.repeat(jnp.arange(k, dtype=jnp.int32), n)
         # The same z for every class: each column is one "style" decoded with each code.
-        z = jax.random.normal(jax.random.PRNGKey(7), (n, model.latent_dim))
+        z = jax.random.normal(jax.random.PRNGKey(7), (n, model.config.latent_dim))
         images = cyclevae.decode(model, params, jnp.tile(z, (k, 1)), domains)
         viz.image_grid(
             np.asarray(images).reshape(-1, *shape),

@@ -246,7 +246,7 @@ def _baselines(config: RunConfig, x_train, x_test, rng) -> tuple[dict, jax.Array
 
 def _figures(ctx: EvalContext, model: vae.VAE, params, x_test: np.ndarray, curve: dict) -> None:
     figs, shape = ctx.figures, ctx.info.image_shape
-    q = model.latent_dim
+    q = model.config.latent_dim
     if shape is not None:
         x = x_test[:16]
         recon = np.asarray(vae.reconstruct(model, params, x))

@@ -8,7 +8,6 @@ Private: the two family modules are the public interface.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -20,9 +19,9 @@ import numpy as np
 import optax
 
 from genjax import losses as L
-from genjax._checks import check_choice, check_int, is_concrete, is_int
+from genjax._checks import check_choice, check_int, check_shape, is_concrete, is_int
 from genjax.models.base import DataInfo, Objective
-from genjax.nn import ACTIVATIONS, MLP, ConvDecoder, ConvEncoder, check_image_shape, get_activation
+from genjax.nn import ACTIVATIONS, MLP, ConvDecoder, ConvEncoder, check_image_shape
 from genjax.task import SINGLE, Task
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -67,77 +66,70 @@ def check_bool(label: str, value: Any) -> bool:
 
 
 def check_fields(
-    obj: Any,
-    owner: str,
-    architectures: tuple[str, ...],
-    *,
-    hidden_required: bool = False,
-    named_activation: bool = False,
+    config: Any, owner: str, architectures: tuple[str, ...], *, hidden_required: bool = False
 ) -> None:
-    """Checks the fields the two families share on ``obj`` (a config or a Flax module, which
-    use the same names): ``architecture``, ``latent_dim``, ``hidden``, ``activation``,
-    ``likelihood``, ``variance``, ``fixed_variance``, ``min_variance``, ``init_variance``
-    (where present) and ``kernel_size``. Raises ``ValueError`` naming ``<owner>.<field>``.
+    """Checks the fields the two families' configs share: ``architecture``, ``latent_dim``,
+    ``hidden``, ``activation`` (a name in ``genjax.nn.ACTIVATIONS``), ``likelihood``,
+    ``variance``, ``fixed_variance``, ``min_variance``, ``init_variance`` (where present) and
+    ``kernel_size``. Raises ``ValueError`` naming ``<owner>.<field>``.
 
-    ``hidden_required``: ``hidden`` may not be empty (always so for ``architecture='conv'``);
-    ``named_activation``: the activation must be a name in ``genjax.nn.ACTIVATIONS`` (a
-    config), not any callable (a module).
+    ``hidden_required``: ``hidden`` may not be empty (always so for ``architecture='conv'``).
     """
-    check_choice(f"{owner}.architecture", obj.architecture, architectures)
-    check_int(f"{owner}.latent_dim", obj.latent_dim)
-    hidden = obj.hidden
+    check_choice(f"{owner}.architecture", config.architecture, architectures)
+    check_int(f"{owner}.latent_dim", config.latent_dim)
+    hidden = config.hidden
     if not isinstance(hidden, tuple) or any(not is_int(h) or h < 1 for h in hidden):
         raise ValueError(
             f"{owner}.hidden must be a tuple (hashable, not a list) of positive ints, "
             f"got {hidden!r}"
         )
-    if not hidden and (hidden_required or obj.architecture == "conv"):
+    if not hidden and (hidden_required or config.architecture == "conv"):
         why = (
-            " (architecture='conv' needs at least one stage)" if obj.architecture == "conv" else ""
+            " (architecture='conv' needs at least one stage)"
+            if config.architecture == "conv"
+            else ""
         )
         raise ValueError(f"{owner}.hidden must be a non-empty tuple of positive ints{why}, got ()")
-    if named_activation:
-        check_choice(f"{owner}.activation", obj.activation, tuple(ACTIVATIONS))
-    else:
-        get_activation(obj.activation, name=f"{owner}.activation")
-    check_choice(f"{owner}.likelihood", obj.likelihood, LIKELIHOODS)
-    check_choice(f"{owner}.variance", obj.variance, VARIANCES)
-    check_positive(f"{owner}.fixed_variance", obj.fixed_variance)
-    check_positive(f"{owner}.min_variance", obj.min_variance)
-    init_variance = getattr(obj, "init_variance", None)
+    check_choice(f"{owner}.activation", config.activation, tuple(ACTIVATIONS))
+    check_choice(f"{owner}.likelihood", config.likelihood, LIKELIHOODS)
+    check_choice(f"{owner}.variance", config.variance, VARIANCES)
+    check_positive(f"{owner}.fixed_variance", config.fixed_variance)
+    check_positive(f"{owner}.min_variance", config.min_variance)
+    init_variance = getattr(config, "init_variance", None)
     if init_variance is not None and not (
         not isinstance(init_variance, bool)
         and isinstance(init_variance, int | float)
         and math.isfinite(init_variance)
-        and init_variance > obj.min_variance
+        and init_variance > config.min_variance
     ):
         raise ValueError(
             f"{owner}.init_variance must be a finite number > min_variance = "
-            f"{obj.min_variance}, got {init_variance!r}"
+            f"{config.min_variance}, got {init_variance!r}"
         )
-    check_int(f"{owner}.kernel_size", obj.kernel_size)
+    check_int(f"{owner}.kernel_size", config.kernel_size)
 
 
-def check_module(m: nn.Module, architectures: tuple[str, ...], **kw) -> tuple[int, ...]:
-    """Validates a VAE-like module's fields (Flax defers ``setup``, so construction does
-    not); returns ``data_shape`` as a tuple of ints. ``kw`` goes to :func:`check_fields`."""
+def check_module(m: nn.Module, config_cls: type) -> tuple[int, ...]:
+    """Validates a VAE-like module (Flax defers ``setup``, so construction does not): its
+    ``config`` is a ``config_cls`` (validated when it was made) and its ``data_shape`` one the
+    config can take. Returns ``data_shape`` as a tuple of ints."""
     owner = type(m).__name__
-    shape = m.data_shape
-    if not isinstance(shape, tuple) or not shape or any(not is_int(s) or s < 1 for s in shape):
+    config = m.config
+    if not isinstance(config, config_cls):
         raise ValueError(
-            f"{owner}.data_shape must be a non-empty tuple (hashable, not a list) of positive "
-            f"ints, got {shape!r}"
+            f"{owner}.config must be a {config_cls.__name__}, got {type(config).__name__}"
         )
-    shape = tuple(int(s) for s in shape)
-    check_fields(m, owner, architectures, **kw)
-    if m.architecture == "conv":
+    shape = check_shape(f"{owner}.data_shape", m.data_shape, hashable=True)
+    if config.architecture == "conv":
         if len(shape) != 3:
             raise ValueError(
                 f"{owner}(architecture='conv') needs images, data_shape = (H, W, C), got "
                 f"{shape} (do not flatten the inputs of a convolutional model)"
             )
         check_image_shape(
-            shape, len(m.hidden), owner=f"{owner}(architecture='conv', hidden={m.hidden})"
+            shape,
+            len(config.hidden),
+            owner=f"{owner}(architecture='conv', hidden={config.hidden})",
         )
     return shape
 
@@ -166,14 +158,6 @@ def check_info(config: Any, info: DataInfo) -> None:
         )
 
 
-def module_from_config(cls: type, config: Any, **fields: Any) -> nn.Module:
-    """The Flax module ``cls`` with every field it shares with ``config`` taken from the config
-    and the others (the data's shape, ...) from ``fields``."""
-    names = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
-    shared = {n: getattr(config, n) for n in names if hasattr(config, n)}
-    return cls(**shared, **fields)
-
-
 def check_x(data_shape: tuple[int, ...], x: Any, name: str) -> tuple[int, ...]:
     """``x``'s shape, which must be ``[B, *data_shape]`` (checked at trace time too)."""
     shape = tuple(data_shape)
@@ -198,7 +182,7 @@ def check_data(model: Any, x: Any, name: str = "x") -> jax.Array:
         lo, hi = float(values.min()), float(values.max())
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValueError(f"{name} must be finite, got values in [{lo}, {hi}]")
-        if model.likelihood == "bernoulli" and (lo < 0.0 or hi > 1.0):
+        if model.config.likelihood == "bernoulli" and (lo < 0.0 or hi > 1.0):
             raise ValueError(
                 f"{name} must lie in [0, 1] for the Bernoulli likelihood, got values in "
                 f"[{lo:g}, {hi:g}] (scale the data to [0, 1], or use likelihood='gaussian')"
@@ -213,8 +197,8 @@ def as_float(x: Any) -> jax.Array:
 
 def check_z(model: Any, z: Any) -> jax.Array:
     z = jnp.asarray(z)
-    if z.ndim != 2 or z.shape[1] != model.latent_dim:
-        raise ValueError(f"z must have shape [B, {model.latent_dim}], got {tuple(z.shape)}")
+    if z.ndim != 2 or z.shape[1] != model.config.latent_dim:
+        raise ValueError(f"z must have shape [B, {model.config.latent_dim}], got {tuple(z.shape)}")
     return z
 
 
@@ -226,47 +210,47 @@ def check_z(model: Any, z: Any) -> jax.Array:
 class LikelihoodHead(nn.Module):
     """Base of the two modules: the decoder's likelihood with its (learned) variance.
 
-    Subclasses have the fields ``likelihood``, ``variance``, ``fixed_variance`` and
-    ``min_variance`` and create ``raw_variance`` in ``setup`` with :func:`setup_networks`.
+    Subclasses have a field ``config`` (with ``likelihood``, ``variance``, ``fixed_variance``
+    and ``min_variance``) and create ``raw_variance`` in ``setup`` with
+    :func:`setup_networks`.
     """
 
     def decoder_log_var(self) -> jax.Array:
         """``log sigma2`` of the Gaussian likelihood: ``[]`` or ``data_shape`` (``pixel``)."""
-        if self.likelihood != "gaussian":
+        if self.config.likelihood != "gaussian":
             raise ValueError("decoder_log_var: the Bernoulli likelihood has no variance")
-        if self.variance == "fixed":
-            return jnp.asarray(math.log(self.fixed_variance), jnp.float32)
+        if self.config.variance == "fixed":
+            return jnp.asarray(math.log(self.config.fixed_variance), jnp.float32)
         # log(min_variance + exp(raw)): smooth and >= log(min_variance).
-        return jnp.logaddexp(self.raw_variance, math.log(self.min_variance))
+        return jnp.logaddexp(self.raw_variance, math.log(self.config.min_variance))
 
     def log_px(self, x: jax.Array, out: jax.Array) -> jax.Array:
         """``log p(x | ...)`` per example from the decoder output ``out`` -> ``[B]``."""
-        if self.likelihood == "bernoulli":
+        if self.config.likelihood == "bernoulli":
             return L.bernoulli_log_likelihood(out, x)
         return L.gaussian_log_likelihood(x, out, self.decoder_log_var())
 
     def mean(self, out: jax.Array) -> jax.Array:
         """``E[x | ...]`` from the decoder output: ``sigmoid(logits)`` or the Gaussian mean."""
-        return jax.nn.sigmoid(out) if self.likelihood == "bernoulli" else out
+        return jax.nn.sigmoid(out) if self.config.likelihood == "bernoulli" else out
 
 
 def setup_networks(m: nn.Module, shape: tuple[int, ...], *, raw_variance: float) -> None:
     """In ``m.setup``: the MLP or conv encoder (``encoder``, ``encoder_head``) and decoder
-    (``decoder``) for ``m.architecture``, and the learned variance of the Gaussian likelihood,
-    the parameter ``raw_variance`` (initial value ``raw_variance``; ``sigma2 = min_variance +
-    exp(raw)``)."""
-    q, hidden = m.latent_dim, tuple(m.hidden)
-    if m.architecture == "mlp":
-        m.encoder = MLP((*hidden, 2 * q), activation=m.activation)
-        m.decoder = MLP((*hidden[::-1], int(np.prod(shape))), activation=m.activation)
-    elif m.architecture == "conv":
-        m.encoder = ConvEncoder(hidden, kernel_size=m.kernel_size, activation=m.activation)
+    (``decoder``) for ``m.config.architecture``, and the learned variance of the Gaussian
+    likelihood, the parameter ``raw_variance`` (initial value ``raw_variance``;
+    ``sigma2 = min_variance + exp(raw)``)."""
+    c = m.config
+    q, hidden, act = c.latent_dim, tuple(c.hidden), c.activation
+    if c.architecture == "mlp":
+        m.encoder = MLP((*hidden, 2 * q), activation=act)
+        m.decoder = MLP((*hidden[::-1], int(np.prod(shape))), activation=act)
+    elif c.architecture == "conv":
+        m.encoder = ConvEncoder(hidden, kernel_size=c.kernel_size, activation=act)
         m.encoder_head = nn.Dense(2 * q)
-        m.decoder = ConvDecoder(
-            shape, hidden[::-1], kernel_size=m.kernel_size, activation=m.activation
-        )
-    if m.likelihood == "gaussian" and m.variance != "fixed":
-        var_shape = () if m.variance == "isotropic" else shape
+        m.decoder = ConvDecoder(shape, hidden[::-1], kernel_size=c.kernel_size, activation=act)
+    if c.likelihood == "gaussian" and c.variance != "fixed":
+        var_shape = () if c.variance == "isotropic" else shape
         init = nn.initializers.constant(raw_variance)
         m.raw_variance = m.param("raw_variance", init, var_shape)
 
@@ -351,10 +335,10 @@ def sample_decoder(
     from ``z_rng``, the decoder output ``decode(variables, z)``, then ``E[x | z]`` (``mean``)
     or a draw of the likelihood from ``x_rng`` (binary, or the mean plus Gaussian noise)."""
     z_rng, x_rng = jax.random.split(rng)
-    z = jax.random.normal(z_rng, (n, model.latent_dim), jnp.float32)
+    z = jax.random.normal(z_rng, (n, model.config.latent_dim), jnp.float32)
     v = variables(params)
     out = decode(v, z)
-    if model.likelihood == "bernoulli":
+    if model.config.likelihood == "bernoulli":
         probs = jax.nn.sigmoid(out)
         return probs if mean else jax.random.bernoulli(x_rng, probs).astype(jnp.float32)
     if mean:

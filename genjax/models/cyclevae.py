@@ -212,7 +212,7 @@ class CycleVAEConfig(C.SavedKeys, ModelConfig):
         if isinstance(self.hidden, list):
             object.__setattr__(self, "hidden", tuple(self.hidden))
         owner = "CycleVAEConfig"
-        C.check_fields(self, owner, ARCHITECTURES, hidden_required=True, named_activation=True)
+        C.check_fields(self, owner, ARCHITECTURES, hidden_required=True)
         _check_count(self._label("embed_dim"), self.embed_dim)
         C.check_bool(self._label("condition_encoder"), self.condition_encoder)
         for name in ("direct_weight", "cycle_weight", "beta"):
@@ -241,9 +241,7 @@ class CycleVAEConfig(C.SavedKeys, ModelConfig):
                 f"has {info.num_classes} class(es)"
             )
         C.check_info(self, info)
-        model = C.module_from_config(
-            CycleVAE, self, data_shape=tuple(info.shape), num_domains=int(info.num_classes)
-        )
+        model = CycleVAE(self, tuple(info.shape), int(info.num_classes))
         check_model(model)
         return CycleVAEObjective(config=self, info=info, model=model)
 
@@ -337,8 +335,7 @@ def check_model(m: CycleVAE) -> tuple[int, ...]:
             f"CycleVAE.num_domains must be an int >= 2 (a Cycle VAE converts between domains; "
             f"a single-domain dataset has nothing to convert to), got {k!r}"
         )
-    _check_count("CycleVAE.embed_dim", m.embed_dim)
-    return C.check_module(m, ARCHITECTURES, hidden_required=True)
+    return C.check_module(m, CycleVAEConfig)
 
 
 class CycleVAE(C.LikelihoodHead):
@@ -350,53 +347,37 @@ class CycleVAE(C.LikelihoodHead):
     (Gaussian), ``log_px(x, out) -> [B]``, ``mean(out)``, and ``__call__(x, source)``, used by
     :func:`init`, which runs all of them.
 
+    ``CycleVAEConfig(...).objective(info).model`` is one; ``CycleVAE(config, data_shape,
+    num_domains)`` builds it directly. Its hyper-parameters are those of the config (the
+    loss weights and ``target_sampling`` belong to the objective); a learned variance starts
+    at ``min_variance + 1``.
+
     Attributes:
+      config: the :class:`CycleVAEConfig`.
       data_shape: shape of one example: ``(D,)`` for feature vectors, ``(H, W, C)`` images.
       num_domains: ``K >= 2``, the number of domain codes ``0..K-1``.
-      latent_dim: ``q >= 1``.
-      architecture: ``"mlp"`` or ``"conv"``.
-      hidden: MLP widths or conv channels of the encoder, fine to coarse; the decoder mirrors
-        them.
-      activation: a name in ``genjax.nn.ACTIVATIONS`` (or a callable).
-      embed_dim: width of the learned domain embeddings.
-      condition_encoder: also feed the encoder an embedding of the source domain.
-      likelihood: ``"bernoulli"`` or ``"gaussian"``.
-      variance: Gaussian only: ``"fixed"``, ``"isotropic"`` or ``"pixel"`` (per feature).
-      fixed_variance: the variance of ``variance="fixed"``.
-      min_variance: lower bound of a learned variance.
-      kernel_size: conv kernel size.
     """
 
+    config: CycleVAEConfig
     data_shape: tuple[int, ...]
     num_domains: int
-    latent_dim: int
-    architecture: str = "mlp"
-    hidden: tuple[int, ...] = (256, 256)
-    activation: Any = "relu"
-    embed_dim: int = 16
-    condition_encoder: bool = True
-    likelihood: str = "bernoulli"
-    variance: str = "pixel"
-    fixed_variance: float = 1.0
-    min_variance: float = 1e-3
-    kernel_size: int = 4
 
     def setup(self):
         shape = check_model(self)
-        self.decoder_embed = nn.Embed(self.num_domains, self.embed_dim)
-        if self.condition_encoder:
-            self.encoder_embed = nn.Embed(self.num_domains, self.embed_dim)
+        self.decoder_embed = nn.Embed(self.num_domains, self.config.embed_dim)
+        if self.config.condition_encoder:
+            self.encoder_embed = nn.Embed(self.num_domains, self.config.embed_dim)
         C.setup_networks(self, shape, raw_variance=0.0)
 
     def _condition(self, h: jax.Array, source: jax.Array) -> jax.Array:
-        if not self.condition_encoder:
+        if not self.config.condition_encoder:
             return h
         return jnp.concatenate([h, self.encoder_embed(source).astype(h.dtype)], axis=-1)
 
     def encode(self, x: jax.Array, source: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``x [B, *data_shape]``, ``source`` int ``[B]`` -> ``(mean, log_var)``, ``[B, q]``."""
-        b, q = x.shape[0], self.latent_dim
-        if self.architecture == "mlp":
+        b, q = x.shape[0], self.config.latent_dim
+        if self.config.architecture == "mlp":
             h = self.encoder(self._condition(x.reshape(b, -1), source))
         else:
             h = self.encoder_head(self._condition(self.encoder(x).reshape(b, -1), source))
@@ -592,7 +573,7 @@ def loss(
     b = C.check_x(model.data_shape, x, 'batch["x"]')[0]
     source = check_domains(model, batch["label"], b, 'batch["label"]')
     k_target, k_eps, k_cycle = jax.random.split(rng, 3)
-    q = model.latent_dim
+    q = model.config.latent_dim
     v = C.variables(params)
     if cycle_weight == 0:
         mean, log_var = model.apply(v, x, source, method=CycleVAE.encode)

@@ -129,7 +129,7 @@ import jax.numpy as jnp
 import optax
 
 from genjax import losses as L
-from genjax._checks import check_choice, check_float, check_int, is_int
+from genjax._checks import check_choice, check_float, check_int, check_shape, is_int
 from genjax.models.base import DataInfo, ModelConfig, Objective, OptimizerFactory
 from genjax.nn import ACTIVATIONS, MLP, NORMS, ConvDecoder, ConvEncoder, check_image_shape
 from genjax.task import Player, Task
@@ -346,14 +346,7 @@ class GANConfig(ModelConfig):
 
 
 def _check_data_shape(config: GANConfig, shape: Any) -> tuple[int, ...]:
-    if (
-        isinstance(shape, str)
-        or not isinstance(shape, Sequence)
-        or not shape
-        or not all(is_int(s) and s >= 1 for s in shape)
-    ):
-        raise ValueError(f"GAN.data_shape must be a non-empty tuple of ints >= 1, got {shape!r}")
-    shape = tuple(int(s) for s in shape)
+    shape = check_shape("GAN.data_shape", shape)
     if config.architecture == "dcgan":
         if len(shape) != 3:
             raise ValueError(

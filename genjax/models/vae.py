@@ -178,7 +178,7 @@ class VAEConfig(C.SavedKeys, ModelConfig):
     def __post_init__(self):
         if isinstance(self.hidden, list):
             object.__setattr__(self, "hidden", tuple(self.hidden))
-        C.check_fields(self, "VAEConfig", ARCHITECTURES, named_activation=True)
+        C.check_fields(self, "VAEConfig", ARCHITECTURES)
         C.check_nonnegative(self._label("beta"), self.beta)
         _check_count(self._label("warmup_steps"), self.warmup_steps, 0)
         C.check_nonnegative(self._label("free_bits"), self.free_bits)
@@ -188,7 +188,7 @@ class VAEConfig(C.SavedKeys, ModelConfig):
         config cannot take: conv on inputs that are not images (or whose size the stages do
         not divide), the Bernoulli likelihood on inputs not in ``[0, 1]``."""
         C.check_info(self, info)
-        model = C.module_from_config(VAE, self, data_shape=tuple(info.shape))
+        model = VAE(self, tuple(info.shape))
         check_model(model)
         return VAEObjective(config=self, info=info, model=model)
 
@@ -292,9 +292,10 @@ class VAEObjective(C.OnePlayerObjective):
 
 
 def check_model(m: VAE) -> tuple[int, ...]:
-    """Validates a :class:`VAE`'s fields (Flax defers ``setup``, so construction does not);
-    returns ``data_shape`` as a tuple of ints. Raises ``ValueError`` naming the field."""
-    return C.check_module(m, ARCHITECTURES)
+    """Validates a :class:`VAE` (Flax defers ``setup``, so construction does not): a
+    :class:`VAEConfig` and a ``data_shape`` it can take; returns ``data_shape`` as a tuple of
+    ints. Raises ``ValueError`` naming the field."""
+    return C.check_module(m, VAEConfig)
 
 
 class VAE(C.LikelihoodHead):
@@ -306,53 +307,39 @@ class VAE(C.LikelihoodHead):
     ``log_px(x, out)`` and ``log_px_given_z(x, z) -> [B]``, ``mean(out)``, and ``__call__(x)``,
     used by :func:`init`, which runs all of them at the posterior mean.
 
+    ``VAEConfig(...).objective(info).model`` is one; ``VAE(config, data_shape)`` builds it
+    directly. Its hyper-parameters are those of the config (only ``architecture`` ...
+    ``kernel_size`` are read here; ``beta``, ``warmup_steps`` and ``free_bits`` belong to the
+    objective). A learned variance starts at ``config.init_variance``: Adam moves the
+    log-variance by about the learning rate per step, so starting near the data's per-pixel
+    variance (about 0.1 for images in [0, 1]) saves thousands of steps.
+
     Attributes:
+      config: the :class:`VAEConfig`.
       data_shape: the shape of one example ``x``: ``(D,)`` for vectors, ``(H, W, C)`` images.
-      latent_dim: ``q >= 1``.
-      architecture: ``"mlp"``, ``"conv"`` or ``"linear"``.
-      hidden: MLP widths or conv channels of the encoder, fine to coarse; the decoder mirrors
-        them. Ignored by ``"linear"``.
-      activation: a name in ``genjax.nn.ACTIVATIONS`` (or a callable).
-      likelihood: ``"bernoulli"`` or ``"gaussian"``.
-      variance: Gaussian only: ``"fixed"``, ``"isotropic"`` or ``"pixel"``.
-      fixed_variance: the variance of ``variance="fixed"``.
-      min_variance: lower bound of a learned variance.
-      init_variance: initial value of a learned variance (``> min_variance``). Adam moves the
-        log-variance by about the learning rate per step, so starting near the data's
-        per-pixel variance (about 0.1 for images in [0, 1]) saves thousands of steps.
-      kernel_size: conv kernel size.
     """
 
+    config: VAEConfig
     data_shape: tuple[int, ...]
-    latent_dim: int
-    architecture: str = "mlp"
-    hidden: tuple[int, ...] = (200, 200)
-    activation: Any = "relu"
-    likelihood: str = "bernoulli"
-    variance: str = "isotropic"
-    fixed_variance: float = 1.0
-    min_variance: float = 1e-3
-    init_variance: float = 1.0
-    kernel_size: int = 4
 
     def setup(self):
         shape = check_model(self)
-        q = self.latent_dim
-        if self.architecture == "linear":
+        q = self.config.latent_dim
+        if self.config.architecture == "linear":
             self.encoder = nn.Dense(q)
             self.encoder_log_var = self.param("encoder_log_var", nn.initializers.zeros, (q,))
             self.decoder = nn.Dense(int(np.prod(shape)))
-        raw0 = math.log(self.init_variance - self.min_variance)
+        raw0 = math.log(self.config.init_variance - self.config.min_variance)
         C.setup_networks(self, shape, raw_variance=raw0)
 
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``x [B, *data_shape] -> (mean [B, q], log_var [B, q])``."""
         C.check_x(self.data_shape, x, "x")
-        q = self.latent_dim
-        if self.architecture == "linear":
+        q = self.config.latent_dim
+        if self.config.architecture == "linear":
             mean = self.encoder(x.reshape(x.shape[0], -1))
             return mean, jnp.broadcast_to(self.encoder_log_var, mean.shape).astype(mean.dtype)
-        if self.architecture == "mlp":
+        if self.config.architecture == "mlp":
             h = self.encoder(x.reshape(x.shape[0], -1))
         else:
             h = self.encoder_head(self.encoder(x).reshape(x.shape[0], -1))
@@ -360,8 +347,8 @@ class VAE(C.LikelihoodHead):
 
     def decode(self, z: jax.Array) -> jax.Array:
         """``z [B, q] -> [B, *data_shape]``: Bernoulli logits or Gaussian means."""
-        if jnp.ndim(z) != 2 or jnp.shape(z)[1] != self.latent_dim:
-            raise ValueError(f"z must have shape [B, {self.latent_dim}], got {jnp.shape(z)}")
+        if jnp.ndim(z) != 2 or jnp.shape(z)[1] != self.config.latent_dim:
+            raise ValueError(f"z must have shape [B, {self.config.latent_dim}], got {jnp.shape(z)}")
         out = self.decoder(z)
         return out.reshape(z.shape[0], *self.data_shape)
 
@@ -542,7 +529,7 @@ def interpolate(
         )
     t = jnp.linspace(0.0, 1.0, steps)[None, :, None]
     z = (1.0 - t) * m_a[:, None, :] + t * m_b[:, None, :]
-    out = _decode(model, params, z.reshape(-1, model.latent_dim))
+    out = _decode(model, params, z.reshape(-1, model.config.latent_dim))
     return out.reshape(m_a.shape[0], steps, *model.data_shape)
 
 

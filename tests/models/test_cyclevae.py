@@ -30,9 +30,7 @@ K, D, Q, B = 3, 5, 2, 6
 
 
 def _tiny(likelihood="gaussian", **kw):
-    return cv.CycleVAE(
-        data_shape=(D,),
-        num_domains=K,
+    config = cv.CycleVAEConfig(
         latent_dim=Q,
         hidden=(4,),
         activation="tanh",
@@ -42,6 +40,7 @@ def _tiny(likelihood="gaussian", **kw):
         min_variance=0.05,
         **kw,
     )
+    return cv.CycleVAE(config, (D,), K)
 
 
 def _perturbed_params(model, seed=0):
@@ -271,14 +270,10 @@ def test_convert_matches_numpy_and_is_jittable_and_vmappable_over_targets():
 
 
 def test_conv_architecture_shapes_and_vmapped_conversion():
-    model = cv.CycleVAE(
-        data_shape=(8, 8, 1),
-        num_domains=4,
-        latent_dim=3,
-        architecture="conv",
-        hidden=(4,),
-        likelihood="bernoulli",
+    config = cv.CycleVAEConfig(
+        latent_dim=3, architecture="conv", hidden=(4,), likelihood="bernoulli"
     )
+    model = cv.CycleVAE(config, (8, 8, 1), 4)
     params = cv.init(model, jax.random.PRNGKey(0), {"x": jnp.zeros((2, 8, 8, 1))})
     x = jax.random.uniform(jax.random.PRNGKey(1), (5, 8, 8, 1))
     mean, log_var = cv.encode(model, params, x, 1)
@@ -309,7 +304,7 @@ def test_bad_input_is_rejected_with_named_arguments():
     with pytest.raises(ValueError, match="integer domain indices"):
         cv.convert(model, params, x, 0, 1.0)
     with pytest.raises(ValueError, match="num_domains must be an int >= 2"):
-        cv.check_model(cv.CycleVAE(data_shape=(D,), num_domains=1, latent_dim=2))
+        cv.check_model(cv.CycleVAE(cv.CycleVAEConfig(latent_dim=2), (D,), 1))
     with pytest.raises(ValueError, match=r'batch\["label"\]'):
         cv.loss(model, params, {"x": x}, jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match=r"batch\[\"label\"\] must be domain indices"):
@@ -319,9 +314,8 @@ def test_bad_input_is_rejected_with_named_arguments():
     with pytest.raises(ValueError, match="in \\[0, 1\\] for the Bernoulli"):
         cv.elbo(model, params, x + 2.0, 0, jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="needs images"):
-        cv.check_model(
-            cv.CycleVAE(data_shape=(64,), num_domains=2, latent_dim=2, architecture="conv")
-        )
+        conv = cv.CycleVAEConfig(latent_dim=2, architecture="conv")
+        cv.check_model(cv.CycleVAE(conv, (64,), 2))
     # Under jit a traced out-of-range index cannot be checked: the output is NaN, not a
     # silently wrong domain (documented behaviour).
     f = jax.jit(functools.partial(cv.convert, model))
@@ -466,18 +460,19 @@ def test_short_digits_training_converts_to_the_target_class():
         return np.asarray(b["x"]), np.asarray(b["label"])
 
     (x_tr, y_tr), (x_te, y_te) = split("train"), split("test")
-    # The library's default config is the module below with the loss's default weights and
-    # cycle_weight=4.
+    # The library's default config: q = 8 and a Gaussian of fixed variance 0.01, with the
+    # loss's default weights and cycle_weight=4.
     objective = cv.CycleVAEConfig().objective(DataInfo(shape=(64,), num_classes=10))
     model = objective.model
-    assert model == cv.CycleVAE(
-        data_shape=(64,),
-        num_domains=10,
-        latent_dim=8,
-        likelihood="gaussian",
-        variance="fixed",
-        fixed_variance=0.01,
+    c = model.config
+    assert (model.data_shape, model.num_domains) == ((64,), 10)
+    assert (c.latent_dim, c.likelihood, c.variance, c.fixed_variance) == (
+        8,
+        "gaussian",
+        "fixed",
+        0.01,
     )
+    assert (c.direct_weight, c.cycle_weight, c.beta) == (1.0, 4.0, 1.0)
     task = objective.task(optax.adam(1e-3))
     engine = Engine(task)
     example = {"x": x_tr[:2], "label": y_tr[:2]}

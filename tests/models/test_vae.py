@@ -32,6 +32,13 @@ def _digits(split: str, binarize: str) -> np.ndarray:
     return np.asarray(preprocess(raw, None, spec, d.image_max)["x"])
 
 
+def _module(data_shape, **fields) -> vae.VAE:
+    """The VAE module of a ``VAEConfig`` with ``fields``: ReLU and an initial variance of 1
+    unless given (the values these tests were written for)."""
+    config = vae.VAEConfig(**{"activation": "relu", "init_variance": 1.0, **fields})
+    return vae.VAE(config, tuple(data_shape))
+
+
 def _train(task, x, steps, batch_size, seed=0):
     """Engine.run_on_device for ``steps`` steps; returns the final state and metrics [steps]."""
     engine = Engine(task)
@@ -88,7 +95,7 @@ def test_conv_stacks_fit_the_library_image_sizes(shape, stages, code_size):
     for z in (jax.ShapeDtypeStruct((2, 3), jnp.float32), h):  # a latent vector, a feature map
         out = jax.eval_shape(dec.apply, jax.eval_shape(dec.init, rng, z), z)
         assert out.shape == (2, *shape[:2], 5)
-    model = vae.VAE(data_shape=shape, latent_dim=3, architecture="conv", hidden=(4,) * stages)
+    model = _module(shape, latent_dim=3, architecture="conv", hidden=(4,) * stages)
     variables = jax.eval_shape(model.init, rng, x)
     mean, log_var = jax.eval_shape(
         functools.partial(model.apply, method=vae.VAE.encode), variables, x
@@ -119,10 +126,10 @@ def test_blocks_reject_bad_configurations():
 
 
 def test_vae_rejects_bad_input():
-    good = vae.VAE(data_shape=(64,), latent_dim=2, hidden=(8,))
+    good = _module((64,), latent_dim=2, hidden=(8,))
     params = vae.init(good, jax.random.PRNGKey(0), {"x": jnp.zeros((1, 64))})
     with pytest.raises(ValueError, match=r"latent_dim must be an int >= 1, got 0"):
-        vae.init(vae.VAE((64,), latent_dim=0), jax.random.PRNGKey(0), {"x": jnp.zeros((1, 64))})
+        vae.init(_module((64,), latent_dim=0), jax.random.PRNGKey(0), {"x": jnp.zeros((1, 64))})
     x = np.full((3, 64), 0.5, np.float32)
     x[1, 5] = 16.0  # raw digits pixel, not scaled
     with pytest.raises(
@@ -131,10 +138,10 @@ def test_vae_rejects_bad_input():
         vae.elbo(good, params, x, jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match=r"x must have shape \[B, \*data_shape\] = \[B, 64\]"):
         vae.encode(good, params, np.zeros((3, 8, 8, 1)))
-    conv = vae.VAE(data_shape=(28, 28, 1), latent_dim=2, architecture="conv", hidden=(4, 4, 4))
+    conv = _module((28, 28, 1), latent_dim=2, architecture="conv", hidden=(4, 4, 4))
     with pytest.raises(ValueError, match=r"multiples of 2\^3 = 8, got an image of shape"):
         vae.init(conv, jax.random.PRNGKey(0), {"x": jnp.zeros((1, 28, 28, 1))})
-    flat_conv = vae.VAE(data_shape=(64,), latent_dim=2, architecture="conv")
+    flat_conv = _module((64,), latent_dim=2, architecture="conv")
     with pytest.raises(ValueError, match=r"conv'\) needs images, data_shape = \(H, W, C\)"):
         vae.init(flat_conv, jax.random.PRNGKey(0), {"x": jnp.zeros((1, 64))})
     with pytest.raises(ValueError, match=r"num_samples must be an int >= 1, got 0"):
@@ -151,8 +158,8 @@ def test_vae_rejects_bad_input():
     ],
 )
 def test_likelihood_matches_scipy(architecture, shape, likelihood, variance):
-    model = vae.VAE(
-        data_shape=shape,
+    model = _module(
+        shape,
         latent_dim=3,
         architecture=architecture,
         hidden=(4, 4) if architecture == "conv" else (16,),
@@ -178,7 +185,7 @@ def test_likelihood_matches_scipy(architecture, shape, likelihood, variance):
             var = 0.3
         else:
             raw = np.asarray(params["params"]["raw_variance"], np.float64)
-            var = np.exp(raw) + model.min_variance
+            var = np.exp(raw) + model.config.min_variance
         expected = scipy.stats.norm(out, np.sqrt(var)).logpdf(x).reshape(2, -1).sum(1)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
 
@@ -190,7 +197,7 @@ def test_likelihood_matches_scipy(architecture, shape, likelihood, variance):
 
 def test_analytic_kl_elbo_agrees_with_monte_carlo_kl_elbo():
     """E_q[log p(x|z)] - KL (closed form) = E_q[log p(x|z) + log p(z) - log q(z|x)]."""
-    model = vae.VAE(data_shape=(64,), latent_dim=4, hidden=(32,))
+    model = _module((64,), latent_dim=4, hidden=(32,))
     x = _digits("test", "static")[:6]
     params = vae.init(model, jax.random.PRNGKey(3), {"x": x})
     # Move the posterior away from the prior so the KL is not ~0: shift and shrink q.
@@ -234,13 +241,12 @@ def test_kl_warmup_schedule_through_the_engine():
     assert float(vae.kl_weight(9, beta, warmup)) == pytest.approx(0.5)
     assert float(vae.kl_weight(0, beta, 0)) == pytest.approx(0.5)
 
-    # The VAE(data_shape=(64,), latent_dim=2, hidden=(8,)) module with its defaults.
     config = vae.VAEConfig(
         hidden=(8,), latent_dim=2, activation="relu", init_variance=1.0, beta=beta,
         warmup_steps=warmup,
     )  # fmt: skip
     objective = config.objective(DataInfo(shape=(64,)))
-    assert objective.model == vae.VAE(data_shape=(64,), latent_dim=2, hidden=(8,))
+    assert objective.model == vae.VAE(config, (64,))
     task = objective.task(optax.adam(1e-3))
     assert task.players[0].stateful and task.post_update is not None
     x = _digits("train", "static")[:64]
@@ -289,7 +295,7 @@ def test_linear_vae_reaches_the_ppca_maximum_likelihood():
     q, steps = 5, 1200
     fitted = ppca.fit_closed_form(jnp.asarray(x), q)
     ppca_ml = float(np.mean(ppca.log_likelihood(ppca.PPCA(data_dim=64, latent_dim=q), fitted, x)))
-    model = vae.VAE(data_shape=(64,), latent_dim=q, architecture="linear", likelihood="gaussian")
+    model = _module((64,), latent_dim=q, architecture="linear", likelihood="gaussian")
     task = Task.from_loss(
         functools.partial(vae.init, model),
         functools.partial(vae.loss, model),
@@ -297,7 +303,7 @@ def test_linear_vae_reaches_the_ppca_maximum_likelihood():
     )
     state, _ = _train(task, x, steps=steps, batch_size=x.shape[0])  # full batch, scan-fused
     elbo, W, b, sigma2 = _linear_gaussian_elbo(
-        x, state.params["model"]["params"], model.min_variance
+        x, state.params["model"]["params"], model.config.min_variance
     )
     # The learned decoder is a PPCA model; its exact marginal likelihood (scipy) is between.
     cov = W @ W.T + sigma2 * np.eye(64)
@@ -314,7 +320,7 @@ def test_linear_vae_reaches_the_ppca_maximum_likelihood():
 @pytest.fixture(scope="module")
 def trained_digits_vae():
     x_train = _digits("train", "static")
-    model = vae.VAE(data_shape=(64,), latent_dim=8, hidden=(200, 200), activation="tanh")
+    model = _module((64,), latent_dim=8, hidden=(200, 200), activation="tanh")
     task = Task.from_loss(
         functools.partial(vae.init, model), functools.partial(vae.loss, model), optax.adam(2e-3)
     )
@@ -437,7 +443,7 @@ def test_objective_refuses_data_the_config_cannot_take():
         vae.VAEConfig().objective(raw)
     assert vae.VAEConfig(likelihood="gaussian").objective(raw).model.data_shape == (64,)
     objective = conv.objective(DataInfo(shape=(8, 8, 1)))
-    assert objective.model.architecture == "conv" and objective.model.hidden == (4, 4)
+    assert objective.model.config.architecture == "conv" and objective.model.config.hidden == (4, 4)
 
 
 def test_objective_task_trains_and_serves_the_model():
