@@ -100,9 +100,7 @@ def image_grid(
         ax.set_yticklabels(row_labels, fontsize=7)
     for side in ax.spines.values():
         side.set_visible(False)
-    if title:
-        ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return _finish(fig, ax, path, title=title)
 
 
 def curves(
@@ -137,15 +135,10 @@ def curves(
         if pts:
             steps, values = zip(*pts, strict=True)
             ax.plot(steps, values, label=key, marker="." if len(pts) < 30 else None)
-    ax.set_xlabel("step")
-    if ylabel:
-        ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     if keys:
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return _finish(fig, ax, path, title=title, xlabel="step", ylabel=ylabel)
 
 
 def scatter(
@@ -182,9 +175,7 @@ def scatter(
         r = np.asarray(reference)
         ax.scatter(r[:, 0], r[:, 1], marker="x", c="k", s=30)
     ax.set_aspect("equal", adjustable="datalim")
-    if title:
-        ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return _finish(fig, ax, path, title=title)
 
 
 def field_scatter(
@@ -238,9 +229,7 @@ def field_scatter(
     ax.set_xlim(xs[0], xs[-1])
     ax.set_ylim(ys[0], ys[-1])
     ax.set_aspect("equal")
-    if title:
-        ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return _finish(fig, ax, path, title=title)
 
 
 def bars(
@@ -270,11 +259,7 @@ def bars(
     if len(names) <= 30:
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, fontsize=7)
-    if xlabel:
-        ax.set_xlabel(xlabel)
-    if title:
-        ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return _finish(fig, ax, path, title=title, xlabel=xlabel)
 
 
 def heatmap(
@@ -323,13 +308,7 @@ def heatmap(
             if np.isfinite(v):
                 colour = "black" if v > mid else "white"
                 ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=6, color=colour)
-    if xlabel:
-        ax.set_xlabel(xlabel)
-    if ylabel:
-        ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return _finish(fig, ax, path, title=title, xlabel=xlabel, ylabel=ylabel)
 
 
 def spectrograms(
@@ -387,17 +366,30 @@ def spectrograms(
     fig.colorbar(im, ax=axes[:, 0].tolist(), fraction=0.03, pad=0.02)
     if title:
         fig.suptitle(title, fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path, tight_layout=False)
 
 
-def _save(fig, path) -> Path:
+def _finish(fig, ax, path, *, title: str = "", xlabel: str = "", ylabel: str = "") -> Path:
+    """Sets the labels of ``ax`` that are given, then saves ``fig`` (:func:`_save`)."""
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def _save(fig, path, *, tight_layout: bool = True) -> Path:
+    """Writes ``fig`` to ``path`` (folders made as needed) at 110 dpi and closes it. Without
+    ``tight_layout`` the figure keeps its own spacing and the saved area is cropped to what
+    is drawn instead."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    if tight_layout:
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    else:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

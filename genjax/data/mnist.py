@@ -39,7 +39,7 @@ import math
 import os
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -214,6 +214,19 @@ IDX_SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
+#: The IDX file names in the order of ``FILES``: each split's images, then its labels.
+_IDX_FILES = tuple(name for pair in IDX_SPLIT_FILES.values() for name in pair)
+
+
+def _published(
+    home: str, names: Iterable[str], *official: tuple[int, str]
+) -> tuple[SourceFile, ...]:
+    """``SourceFile(name, home + name, num_bytes, sha256)`` for each of ``names``, in order,
+    with its ``official`` ``(num_bytes, sha256)``."""
+    return tuple(
+        SourceFile(name, home + name, num_bytes, sha256)
+        for name, (num_bytes, sha256) in zip(names, official, strict=True)
+    )
 
 
 class _IdxBuilder(ManualBuilder, skip_registration=True):
@@ -271,16 +284,14 @@ class Mnist(_IdxBuilder):
     name = "genjax_mnist"
     GENJAX_NAME = "mnist"
     TFDS_CATALOG_NAME = "mnist"
-    FILES = (
-        SourceFile("train-images-idx3-ubyte.gz", _MNIST_HOME + "train-images-idx3-ubyte.gz",
-                   9_912_422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-        SourceFile("train-labels-idx1-ubyte.gz", _MNIST_HOME + "train-labels-idx1-ubyte.gz",
-                   28_881, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-        SourceFile("t10k-images-idx3-ubyte.gz", _MNIST_HOME + "t10k-images-idx3-ubyte.gz",
-                   1_648_877, "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-        SourceFile("t10k-labels-idx1-ubyte.gz", _MNIST_HOME + "t10k-labels-idx1-ubyte.gz",
-                   4_542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
-    )  # fmt: skip
+    FILES = _published(
+        _MNIST_HOME,
+        _IDX_FILES,
+        (9_912_422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+        (28_881, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+        (1_648_877, "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+        (4_542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    )
     LABEL_NAMES = tuple(str(d) for d in range(10))
     HOMEPAGE = "http://yann.lecun.com/exdb/mnist/"
     DESCRIPTION = (
@@ -311,16 +322,14 @@ class FashionMnist(_IdxBuilder):
     name = "genjax_fashion_mnist"
     GENJAX_NAME = "fashion_mnist"
     TFDS_CATALOG_NAME = "fashion_mnist"
-    FILES = (
-        SourceFile("train-images-idx3-ubyte.gz", _FASHION_HOME + "train-images-idx3-ubyte.gz",
-                   26_421_880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
-        SourceFile("train-labels-idx1-ubyte.gz", _FASHION_HOME + "train-labels-idx1-ubyte.gz",
-                   29_515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
-        SourceFile("t10k-images-idx3-ubyte.gz", _FASHION_HOME + "t10k-images-idx3-ubyte.gz",
-                   4_422_102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
-        SourceFile("t10k-labels-idx1-ubyte.gz", _FASHION_HOME + "t10k-labels-idx1-ubyte.gz",
-                   5_148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
-    )  # fmt: skip
+    FILES = _published(
+        _FASHION_HOME,
+        _IDX_FILES,
+        (26_421_880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
+        (29_515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
+        (4_422_102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
+        (5_148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+    )
     LABEL_NAMES = (
         "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -363,14 +372,13 @@ class BinarizedMnist(ManualBuilder):
     name = "genjax_binarized_mnist"
     GENJAX_NAME = "binarized_mnist"
     TFDS_CATALOG_NAME = "binarized_mnist"
-    FILES = (
-        SourceFile("binarized_mnist_train.amat", _AMAT_HOME + "binarized_mnist_train.amat",
-                   78_400_000, "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d"),
-        SourceFile("binarized_mnist_valid.amat", _AMAT_HOME + "binarized_mnist_valid.amat",
-                   15_680_000, "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2"),
-        SourceFile("binarized_mnist_test.amat", _AMAT_HOME + "binarized_mnist_test.amat",
-                   15_680_000, "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c"),
-    )  # fmt: skip
+    FILES = _published(
+        _AMAT_HOME,
+        AMAT_SPLIT_FILES.values(),
+        (78_400_000, "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d"),
+        (15_680_000, "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2"),
+        (15_680_000, "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c"),
+    )
     SPLIT_SIZES: ClassVar[Mapping[str, int]] = {
         "train": 50_000,
         "validation": 10_000,

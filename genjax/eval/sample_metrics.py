@@ -79,14 +79,13 @@ class MeanStd(NamedTuple):
 
 
 class PrecisionRecall(NamedTuple):
-    """Improved precision and recall (Kynkäänniemi et al., 2019), each in ``[0, 1]``.
+    """Improved precision and recall (Kynkäänniemi et al., 2019), each in ``[0, 1]``, as
+    :func:`precision_recall` returns them.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> from genjax import eval as ev
-      >>> real, generated = jnp.array([[0.0], [1.0], [2.0], [3.0]]), jnp.array([[0.5], [10.0]])
-      >>> precision, recall = ev.precision_recall(real, generated, k=1)
-      >>> float(precision), float(recall)
+      >>> precision, recall = ev.PrecisionRecall(precision=0.5, recall=1.0)  # unpacks in order
+      >>> precision, recall
       (0.5, 1.0)
     """
 
@@ -95,15 +94,13 @@ class PrecisionRecall(NamedTuple):
 
 
 class DensityCoverage(NamedTuple):
-    """Density (``>= 0``, about 1 when the distributions match) and coverage (``[0, 1]``).
+    """Density (``>= 0``, about 1 when the distributions match) and coverage (``[0, 1]``), as
+    :func:`density_coverage` returns them.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> from genjax import eval as ev
-      >>> real, generated = jnp.array([[0.0], [1.0], [2.0], [3.0]]), jnp.array([[0.5], [10.0]])
-      >>> result = ev.density_coverage(real, generated, k=1)
-      >>> float(result.density), float(result.coverage)
-      (1.0, 0.5)
+      >>> ev.DensityCoverage(density=1.0, coverage=0.5)._asdict()  # fields by name
+      {'density': 1.0, 'coverage': 0.5}
     """
 
     density: jax.Array
