@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from benchmarks import timing
 from genjax.nn import conv_general_dilated
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -62,12 +62,7 @@ def measure(conv, second_order: bool, batch: int, steps: int, repeats: int) -> d
 
     out = {}
     for name, run in (("per_call", per_call), ("scan", lambda: fused(w0, xs))):
-        jax.block_until_ready(run())  # compile and warm up
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            jax.block_until_ready(run())
-            times.append(time.perf_counter() - t0)
+        _, times = timing.repeated(run, repeats)  # the first call compiles and warms up
         out[f"{name}_ms_per_step"] = 1e3 * statistics.median(times) / steps
     return out
 

@@ -43,6 +43,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from benchmarks import timing
 from genjax.models import ppca
 
 
@@ -51,21 +52,16 @@ def _synthetic(n: int, d: int, q: int, seed: int = 0) -> jax.Array:
     a = jax.random.normal(ka, (d, q), jnp.float32)
     z = jax.random.normal(kz, (n, q), jnp.float32)
     eps = jax.random.normal(ke, (n, d), jnp.float32)
-    return jax.block_until_ready(z @ a.T + 0.1 * eps)
+    return timing.block(z @ a.T + 0.1 * eps)
 
 
 def _time(fn: Callable[[], Any], repeats: int) -> list[float]:
-    jax.block_until_ready(fn())  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return times
+    """Seconds of each of ``repeats`` calls of ``fn``, after one warm-up call."""
+    return timing.repeated(fn, repeats)[1]
 
 
 def _summary(times: list[float]) -> dict[str, float]:
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+    return timing.median_min_max(times, "_s")
 
 
 def _compile_time(jitted: Any, *args: Any, **static: Any) -> float:

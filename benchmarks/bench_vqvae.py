@@ -30,12 +30,12 @@ import json
 import os
 import platform
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import timing
 from experiments.models import vqvae as vq_experiment
 from genjax import losses as L
 from genjax.data import preprocess
@@ -80,24 +80,14 @@ def bench_training(rule: str, num_codes: int, batch: int, steps: int, repeats: i
     engine = Engine(task, prepare)
     state = engine.place_state(jax.tree.map(np.asarray, state))
     stack = engine.place_batch({"image": images, "label": labels}, stacked=True)
-    t0 = time.perf_counter()
-    state, metrics = engine.run(state, stack)
-    jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - t0
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+
+    def fused():
+        nonlocal state
         state, metrics = engine.run(state, stack)
-        jax.block_until_ready(state.params)
-        rates.append(steps / (time.perf_counter() - t0))
-    med = statistics.median(rates)
-    return {
-        "examples_per_s": med * batch,
-        "steps_per_s": med,
-        "steps_per_s_min": min(rates),
-        "steps_per_s_max": max(rates),
-        "compile_plus_first_s": compile_s,
-    }
+        return state, metrics
+
+    compile_s, times = timing.repeated(fused, repeats)
+    return {**timing.throughput(times, steps, batch), "compile_plus_first_s": compile_s}
 
 
 def _naive_nearest(z, codebook):
@@ -105,14 +95,8 @@ def _naive_nearest(z, codebook):
 
 
 def _time(fn, *args, repeats: int) -> tuple[float, float]:
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    compile_s = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
+    """``(median ms, compile s)`` of ``fn(*args)``: ``repeats`` timed calls after the first."""
+    compile_s, times = timing.repeated(lambda: fn(*args), repeats)
     return statistics.median(times) * 1e3, compile_s
 
 

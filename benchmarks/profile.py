@@ -47,8 +47,8 @@ from typing import Any
 
 import jax
 
-from benchmarks import roofline, specs
-from benchmarks.run import DEFAULT_RESULTS, GenjaxRunner, _timed, machine_info
+from benchmarks import roofline, specs, timing
+from benchmarks.run import DEFAULT_RESULTS, GenjaxRunner, machine_info
 
 CATEGORIES = ("matmul", "convolution", "elementwise", "data movement", "rng", "other")
 _MOVEMENT = {
@@ -255,7 +255,7 @@ def profile(name: str, batch: int, steps: int, repeats: int, matmul: roofline.Ma
     module = text.split("HloModule ", 1)[1].split(",", 1)[0].strip()
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp):
-            walls = [_timed(gj.fused) for _ in range(repeats)]
+            walls = [timing.timed(gj.fused) for _ in range(repeats)]
         paths = glob.glob(f"{tmp}/**/*.xplane.pb", recursive=True)
         if not paths:
             raise RuntimeError("jax.profiler wrote no trace")
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"unknown --models {unknown}; known: {sorted(specs.SPECS)}")
     if args.steps < 1 or args.repeats < 1 or any(b < 1 for b in args.batch):
         parser.error("--steps, --repeats and --batch must be >= 1")
-    models = args.models or specs.available()
+    models = args.models or [m for m in specs.DEFAULT_RUN if m in specs.available()]
     matmul = roofline.Matmul()
     result: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,17 +24,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import timing
+
 #: Side of the square matmul: large enough that the GEMM is compute-bound on a CPU or GPU
 #: (2 n^3 = 17 GFLOP), small enough to time in a fraction of a second on two cores.
 DEFAULT_N = 2048
-
-
-def _summary(values: list[float]) -> dict[str, float]:
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-    }
 
 
 class Matmul:
@@ -51,7 +43,7 @@ class Matmul:
         self._a = jax.random.normal(ka, (n, n), self.dtype)
         self._b = jax.random.normal(kb, (n, n), self.dtype)
         self._fn = jax.jit(jnp.matmul)
-        jax.block_until_ready(self._fn(self._a, self._b))  # compile + warm-up
+        timing.block(self._fn(self._a, self._b))  # compile + warm-up
 
     @property
     def flops(self) -> float:
@@ -59,13 +51,12 @@ class Matmul:
 
     def time_once(self) -> float:
         """Seconds for one matmul (dispatch to result)."""
-        t0 = time.perf_counter()
-        jax.block_until_ready(self._fn(self._a, self._b))
-        return time.perf_counter() - t0
+        return timing.timed(lambda: self._fn(self._a, self._b))
 
     def flops_per_s(self, repeats: int = 5) -> dict[str, float]:
         rates = [self.flops / self.time_once() for _ in range(repeats)]
-        return {"n": self.n, "dtype": str(self.dtype), "repeats": repeats, **_summary(rates)}
+        summary = timing.median_min_max(rates)
+        return {"n": self.n, "dtype": str(self.dtype), "repeats": repeats, **summary}
 
 
 def torch_matmul_flops_per_s(
@@ -80,13 +71,9 @@ def torch_matmul_flops_per_s(
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen, dtype=getattr(torch, dtype))
     b = torch.randn(n, n, generator=gen, dtype=getattr(torch, dtype))
-    torch.mm(a, b)
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        rates.append(2.0 * n**3 / (time.perf_counter() - t0))
-    return {"n": n, "dtype": dtype, "repeats": repeats, **_summary(rates)}
+    _, times = timing.repeated(lambda: torch.mm(a, b), repeats)  # the first call warms up
+    rates = [2.0 * n**3 / t for t in times]
+    return {"n": n, "dtype": dtype, "repeats": repeats, **timing.median_min_max(rates)}
 
 
 def cost_analysis(fn: Callable, *args: Any) -> dict[str, float]:

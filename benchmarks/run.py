@@ -5,10 +5,13 @@ against the machine's own matmul limit.
         [--repeats 5] [--target-s 0.4] [--no-torch] [--no-compile] [--no-scaling]
         [--results-dir benchmarks/results] [--out results.json]
 
-For each model (``benchmarks.specs``) and batch size it times, after compilation and warm-up:
+For each model (``benchmarks.specs``; without ``--models``, every entry but the variants
+such as ``cyclevae_nocycle``) and batch size it times, after compilation and warm-up:
 
 * ``genjax_step``: ``Engine.step`` once per step (one dispatch per step, batches on device);
-* ``genjax_fused``: ``Engine.run``, all the repeat's steps in one ``lax.scan``;
+* ``genjax_fused``: ``Engine.run``, all the repeat's steps in one ``lax.scan`` (the two
+  together give the engine's per-step dispatch cost, e.g. ``--models vae_mlp vae_conv
+  --batch 128 512 --no-torch``);
 * ``torch_eager``: the PyTorch twin (``benchmarks.torch_reference``), eager, float32;
 * ``torch_compiled``: the same with ``torch.compile`` (its failure is caught and reported);
 * ``matmul``: one large dense matmul (``benchmarks.roofline``), the hardware limit.
@@ -17,6 +20,9 @@ A step is one update of every player of the model's task: for the GANs (``gan_ml
 ``gan_dcgan``) one discriminator and one generator update, so their ``steps_per_s`` are GAN
 training steps per second (``python -m benchmarks.run --models gan_mlp gan_dcgan --batch 64
 256`` for the two batch sizes the GAN is compared at); their loss is the sum of the players'.
+What the Cycle VAE's cycle costs is the ratio of the steps/s of ``cyclevae_nocycle`` (the
+same model with ``model.cycle_weight=0``, which skips the cycle's passes) to those of
+``cyclevae``: ``--models cyclevae cyclevae_nocycle --batch 128 512``.
 
 The methods run in the same process and alternate within every repeat (their order rotates
 from repeat to repeat), so a change of the machine's speed hits all of them alike; the
@@ -55,7 +61,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from benchmarks import roofline, specs
+from benchmarks import roofline, specs, timing
 from genjax.train import Engine, init_state, make_update
 
 DEFAULT_BATCHES = (32, 128, 512)
@@ -72,21 +78,12 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _block(tree: Any) -> None:
-    jax.block_until_ready(tree)
-
-
 def _summary(times: list[float], steps: int, batch: int) -> dict[str, Any]:
-    rates = [steps / t for t in times]
-    med = statistics.median(rates)
-    return {
-        "steps_per_s": med,
-        "examples_per_s": med * batch,
-        "steps_per_s_min": min(rates),
-        "steps_per_s_max": max(rates),
-        "spread": (max(rates) - min(rates)) / med,
-        "repeat_seconds": times,
-    }
+    """:func:`timing.throughput`, its ``spread`` ((max - min) / median of the rates) and the
+    repeats' seconds."""
+    rates = timing.throughput(times, steps, batch)
+    spread = (rates["steps_per_s_max"] - rates["steps_per_s_min"]) / rates["steps_per_s"]
+    return {**rates, "spread": spread, "repeat_seconds": times}
 
 
 def step_loss(metrics: dict[str, Any]) -> Any:
@@ -99,12 +96,6 @@ def step_loss(metrics: dict[str, Any]) -> Any:
     if not losses:
         raise KeyError(f"no 'loss' or '<player>/loss' among the metrics {sorted(metrics)}")
     return sum(np.asarray(v) for v in losses)
-
-
-def _timed(fn: Callable[[], Any]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 # ------------------------------------------------------------------------------------ genjax
@@ -130,7 +121,7 @@ class GenjaxRunner:
         self.first = self.engine.place_batch(first)
         t0 = time.perf_counter()
         self.step_state, m = self.engine.step(self.engine.place_state(self.host_state), self.first)
-        _block(m)
+        timing.block(m)
         self.compile_s["genjax_step"] = time.perf_counter() - t0
         self.batches = [self.first]
 
@@ -142,7 +133,7 @@ class GenjaxRunner:
         self.stack = self.engine.place_batch(raw, stacked=True)
         t0 = time.perf_counter()
         self.run_state, m = self.engine.run(self.engine.place_state(self.host_state), self.stack)
-        _block(m)
+        timing.block(m)
         self.compile_s["genjax_fused"] = time.perf_counter() - t0
         self.last_metrics = m
 
@@ -150,12 +141,12 @@ class GenjaxRunner:
         state = self.step_state
         for b in self.batches:
             state, _ = self.engine.step(state, b)
-        _block(state.params)
+        timing.block(state.params)
         self.step_state = state
 
     def fused(self) -> None:
         self.run_state, m = self.engine.run(self.run_state, self.stack)
-        _block(self.run_state.params)
+        timing.block(self.run_state.params)
         self.last_metrics = m
 
     def compiled_fused(self) -> Any:
@@ -221,31 +212,21 @@ class TorchRunner:
 
 
 # ----------------------------------------------------------------------------- one measurement
-def _calibrate(fns: list[Callable[[], None]], per_call_steps: int) -> list[float]:
-    """Seconds per step of each of ``fns`` (each runs ``per_call_steps`` steps)."""
-    return [_timed(f) / per_call_steps for f in fns]
-
-
 def measure(
     name: str,
     batch: int,
     *,
-    repeats: int,
-    target_s: float,
+    budget: timing.Budget,
     use_torch: bool,
     use_compile: bool,
     matmul: roofline.Matmul,
-    min_steps: int = 2,
-    max_steps: int = 400,
-    row_budget_s: float = 45.0,
-    min_repeats: int = 3,
 ) -> dict[str, Any]:
     """Every method for model ``name`` at ``batch`` (see the module docstring).
 
     Slow steps (the convolutional models at batch 512 take a second or more per step on two
-    cores) would make ``repeats`` alternating rounds of every method last minutes; the
-    repeats are cut so the timed rounds fit ``row_budget_s``, but never below
-    ``min_repeats`` (reported as ``repeats`` in the row)."""
+    cores) would make ``budget.repeats`` alternating rounds of every method last minutes; the
+    repeats are cut so the timed rounds fit ``budget.row_s``, but never below
+    ``budget.min_repeats`` (reported as ``repeats`` in the row)."""
     built = specs.build(name, batch)
     out: dict[str, Any] = {"model": name, "batch": batch, "config": specs.describe(built)}
 
@@ -259,12 +240,11 @@ def measure(
         torch_probe = TorchRunner(built, probe_raw, compile=False)
         torch_probe.run()
         fns.append(torch_probe.run)
-    step_s = _calibrate(fns, 1)
-    steps = int(min(max_steps, max(min_steps, math.ceil(target_s / max(step_s)))))
+    step_s = timing.seconds_per_step(fns, 1)
+    steps = budget.steps_for(step_s)
     out["steps_per_repeat"] = steps
     methods = 2 + (2 if use_torch else 0)
-    round_s = steps * statistics.mean(step_s) * methods
-    repeats = min(repeats, max(min_repeats, int(row_budget_s // max(round_s, 1e-9))))
+    repeats = budget.repeats_for(steps * statistics.mean(step_s) * methods)
     out["repeats"] = repeats
 
     raw = built.raw_batches(steps, seed=0)
@@ -309,7 +289,7 @@ def measure(
     for r in range(repeats):
         rotated = order[r % len(order) :] + order[: r % len(order)]
         for key in rotated:
-            times[key].append(matmul.time_once() if key == "matmul" else _timed(runners[key]))
+            times[key].append(matmul.time_once() if key == "matmul" else timing.timed(runners[key]))
 
     results = {k: _summary(times[k], steps, batch) for k in runners}
     for k in METHODS:
@@ -384,14 +364,14 @@ def scaling_worker(name: str, batch: int, steps: int, repeats: int) -> dict[str,
             stack = engine.place_batch(raw, stacked=True)
             t0 = time.perf_counter()
             state, metrics = engine.run(engine.place_state(host), stack)
-            _block(metrics)
+            timing.block(metrics)
             compile_s = time.perf_counter() - t0
             losses = np.asarray(step_loss(metrics)).reshape(steps, -1)[:, 0].tolist()
             times = []
             for _ in range(repeats):
                 t0 = time.perf_counter()
                 state, metrics = engine.run(state, stack)
-                _block(state.params)
+                timing.block(state.params)
                 times.append(time.perf_counter() - t0)
             row = {
                 "strategy": strategy,
@@ -619,7 +599,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--models",
         nargs="+",
         default=None,
-        help=f"default: all registered of {sorted(specs.SPECS)}",
+        help=f"of {sorted(specs.SPECS)}; default: the registered of {list(specs.DEFAULT_RUN)}",
     )
     parser.add_argument("--batch", type=int, nargs="+", default=list(DEFAULT_BATCHES))
     parser.add_argument("--repeats", type=int, default=5)
@@ -658,9 +638,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     started = time.perf_counter()
     registered = specs.available()
-    models = args.models or registered
-    missing = [m for m in (args.models or specs.SPECS) if m not in registered]
-    models = [m for m in models if m in registered]
+    wanted = args.models or specs.DEFAULT_RUN
+    missing = [m for m in wanted if m not in registered]
+    models = [m for m in wanted if m in registered]
     use_torch = not args.no_torch and torch_available()
     if not args.no_torch and not use_torch:
         _log("torch is not installed (scripts/bench.sh installs it): genjax columns only")
@@ -681,6 +661,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "missing_models": missing,
         "rows": [],
     }
+    budget = timing.Budget(repeats=args.repeats, target_s=args.target_s)
     matmul = roofline.Matmul(args.matmul_n, "float32")
     result["matmul_start"] = matmul.flops_per_s(args.repeats)
     if use_torch:
@@ -693,8 +674,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 row = measure(
                     name,
                     batch,
-                    repeats=args.repeats,
-                    target_s=args.target_s,
+                    budget=budget,
                     use_torch=use_torch,
                     use_compile=not args.no_compile,
                     matmul=matmul,

@@ -16,6 +16,10 @@ make the matmuls and convolutions large enough to say something about the hardwa
 
 Each entry also names its PyTorch twin in :mod:`benchmarks.torch_reference`, which reads the
 same resolved config, so layer sizes, optimizer and batch are the same on both sides.
+
+A few entries are variants of another (``cyclevae_nocycle``: ``cyclevae`` without its cycle);
+they are timed when named (``--models``) and left out of a run that names none
+(:data:`DEFAULT_RUN`).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class BenchSpec:
       description: one line for the tables.
       task: ``(config, info) -> Task`` when the step is not the one the command trains
         (``None``: ``config.model_config.objective(info).run_task(...)``).
+      default: timed by a run that names no models (``False`` for a variant of another entry).
     """
 
     name: str
@@ -60,6 +65,7 @@ class BenchSpec:
     torch_twin: str
     description: str
     task: Callable[[RunConfig, registry.DataInfo], Task] | None = None
+    default: bool = True
 
 
 def _vqvae_task(config: RunConfig, info: registry.DataInfo) -> Task:
@@ -147,8 +153,21 @@ SPECS: dict[str, BenchSpec] = {
             "Cycle VAE, MLP 256-256 with 16-d domain embeddings (10 domains), 8-d latent, "
             "Gaussian, direct + cycle ELBO, Adam",
         ),
+        BenchSpec(
+            "cyclevae_nocycle",
+            "cyclevae",
+            "digits",
+            ("model.cycle_weight=0",),
+            "cyclevae",
+            "cyclevae with cycle_weight=0: the plain conditional VAE (one encoder and one "
+            "decoder pass, no cycle), so the cycle's cost is the ratio of the two",
+            default=False,
+        ),
     )
 }
+
+#: The entries a run that names no models times.
+DEFAULT_RUN = tuple(name for name, spec in SPECS.items() if spec.default)
 
 
 def available() -> list[str]:

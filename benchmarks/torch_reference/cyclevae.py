@@ -1,6 +1,7 @@
 """The Cycle VAE's training step in PyTorch: domain-conditioned MLP encoder and decoder, the
 direct ELBO plus the ELBO after a round trip through a random other domain, as
-``genjax.models.cyclevae.loss``."""
+``genjax.models.cyclevae.loss`` (which, like this twin, skips the round trip when
+``cycle_weight == 0``)."""
 
 from __future__ import annotations
 
@@ -54,10 +55,15 @@ class CycleVAE(nn.Module):
     def forward(self, x: torch.Tensor, raw) -> torch.Tensor:
         m = self.m
         source = raw["label"].long()
-        target = (source + 1 + torch.randint(0, self.k - 1, source.shape)) % self.k
+        cycle_on = m.cycle_weight != 0
+        if cycle_on:
+            target = (source + 1 + torch.randint(0, self.k - 1, source.shape)) % self.k
         mean, log_var = self.encode(x, source)
         z = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
         log_px = log_likelihood(x, self.decode(z, source), m, self.raw_variance)
+        direct = log_px - m.beta * gaussian_kl(mean, log_var)
+        if not cycle_on:  # the plain conditional VAE: no round trip
+            return -(m.direct_weight * direct).mean()
         converted = self.decode(z, target)
         if m.likelihood == "bernoulli":
             converted = torch.sigmoid(converted)
@@ -65,7 +71,6 @@ class CycleVAE(nn.Module):
         z_cycle = c_mean + torch.exp(0.5 * c_log_var) * torch.randn_like(c_mean)
         cycle_log_px = log_likelihood(x, self.decode(z_cycle, source), m, self.raw_variance)
         cycle_beta = m.beta if m.cycle_beta is None else m.cycle_beta
-        direct = log_px - m.beta * gaussian_kl(mean, log_var)
         cycle = cycle_log_px - cycle_beta * gaussian_kl(c_mean, c_log_var)
         return -(m.direct_weight * direct + m.cycle_weight * cycle).mean()
 

@@ -8,6 +8,7 @@ parameter count and PPCA's twin computes the same loss from the same parameters.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import roofline, run, specs
+from benchmarks import roofline, run, specs, timing
 from genjax.models import gan, ppca
 from genjax.train import init_state
 
@@ -45,13 +46,15 @@ def test_specs_reject_unknown_names_and_bad_batches():
         specs.resolve_config(specs.SPECS["ppca"], 0)
 
 
-def test_runner_writes_json_table_and_plot(tmp_path):
-    out = run.main(
+def _run_tiny(tmp_path, *models: str, batch: int) -> dict:
+    """``benchmarks.run`` on ``models`` at one batch: two repeats of the fewest steps, a small
+    matmul, no torch.compile, no scaling plot, outputs under ``tmp_path``."""
+    return run.main(
         [
             "--models",
-            "ppca",
+            *models,
             "--batch",
-            "8",
+            str(batch),
             "--repeats",
             "2",
             "--target-s",
@@ -64,6 +67,10 @@ def test_runner_writes_json_table_and_plot(tmp_path):
             str(tmp_path),
         ]
     )
+
+
+def test_runner_writes_json_table_and_plot(tmp_path):
+    out = _run_tiny(tmp_path, "ppca", batch=8)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["rows"] and saved["rows"][0]["model"] == "ppca"
     row = out["rows"][0]
@@ -85,24 +92,7 @@ def test_runner_writes_json_table_and_plot(tmp_path):
 
 def test_runner_times_a_two_player_gan(tmp_path):
     """The GAN's step is two engine players (``disc/loss``, ``gen/loss``, no ``loss``)."""
-    out = run.main(
-        [
-            "--models",
-            "gan_mlp",
-            "--batch",
-            "4",
-            "--repeats",
-            "2",
-            "--target-s",
-            "0.001",
-            "--matmul-n",
-            "64",
-            "--no-compile",
-            "--no-scaling",
-            "--results-dir",
-            str(tmp_path),
-        ]
-    )
+    out = _run_tiny(tmp_path, "gan_mlp", batch=4)
     assert not out.get("failed")
     (row,) = out["rows"]
     assert row["model"] == "gan_mlp" and row["config"]["model_config"]["d_steps"] == 1
@@ -252,9 +242,61 @@ def test_torch_gan_twin_computes_the_same_losses(name):
 
 
 def test_slow_rows_cut_their_repeats_to_the_budget_but_not_below_the_minimum():
-    common = dict(target_s=0.001, use_torch=False, use_compile=False)
-    matmul = roofline.Matmul(64)
-    cut = run.measure("ppca", 8, repeats=5, matmul=matmul, row_budget_s=0.0, **common)
+    common = dict(use_torch=False, use_compile=False, matmul=roofline.Matmul(64))
+    cut_budget = timing.Budget(repeats=5, target_s=0.001, row_s=0.0)
+    cut = run.measure("ppca", 8, budget=cut_budget, **common)
     assert cut["repeats"] == 3 and len(cut["methods"]["genjax_fused"]["repeat_seconds"]) == 3
-    kept = run.measure("ppca", 8, repeats=5, matmul=matmul, row_budget_s=1e6, **common)
+    kept_budget = timing.Budget(repeats=5, target_s=0.001, row_s=1e6)
+    kept = run.measure("ppca", 8, budget=kept_budget, **common)
     assert kept["repeats"] == 5
+
+
+def test_budget_bounds_the_steps_and_repeats_of_a_row():
+    budget = timing.Budget(repeats=5, target_s=1.0, row_s=10.0, step_range=(2, 400))
+    assert budget.steps_for([0.01, 0.1]) == 10  # the slowest method: ceil(1.0 / 0.1)
+    assert budget.steps_for([1e-6]) == 400 and budget.steps_for([5.0]) == 2
+    assert budget.repeats_for(1.0) == 5 and budget.repeats_for(2.5) == 4
+    assert budget.repeats_for(100.0) == budget.min_repeats == 3
+
+
+def test_throughput_summarises_the_rates_of_the_repeats():
+    got = timing.throughput([1.0, 2.0, 4.0], steps=4, batch=8)
+    assert got == {
+        "steps_per_s": 2.0,
+        "examples_per_s": 16.0,
+        "steps_per_s_min": 1.0,
+        "steps_per_s_max": 4.0,
+    }
+    assert timing.median_min_max([3.0, 1.0, 2.0], "_s") == {
+        "median_s": 2.0,
+        "min_s": 1.0,
+        "max_s": 3.0,
+    }
+
+
+def test_cycle_off_is_a_named_variant_of_the_cyclevae_entry(tmp_path):
+    """``cyclevae_nocycle`` is ``cyclevae`` with ``model.cycle_weight=0``: the same
+    parameters, a step without the cycle's pass (no ``cycle_*`` metrics), timed only when
+    named."""
+    assert "cyclevae" in specs.DEFAULT_RUN and "cyclevae_nocycle" not in specs.DEFAULT_RUN
+    on, off = specs.build("cyclevae", 4), specs.build("cyclevae_nocycle", 4)
+    assert on.config.model_config.cycle_weight > 0 and off.config.model_config.cycle_weight == 0
+    assert dataclasses.replace(on.config.model_config, cycle_weight=0.0) == (
+        off.config.model_config
+    )
+    params_on, _ = _params(on)
+    params_off, one = _params(off)
+    assert jax.tree.map(np.shape, params_on) == jax.tree.map(np.shape, params_off)
+    batch = off.prepare(one, jax.random.key(0))
+    objective = off.config.model_config.objective(off.info)
+    _, metrics = objective.loss(params_off["model"], batch, jax.random.key(1))
+    assert "elbo" in metrics and not any(k.startswith("cycle") for k in metrics)
+    out = _run_tiny(tmp_path, "cyclevae_nocycle", batch=4)
+    assert not out.get("failed")
+    (row,) = out["rows"]
+    assert row["model"] == "cyclevae_nocycle"
+    assert row["config"]["model_config"]["cycle_weight"] == 0
+    assert all(math.isfinite(v) for v in row["final_loss"].values())
+    if run.torch_available():
+        assert row["torch_num_params"] == row["num_params"]
+        assert row["methods"]["torch_eager"]["steps_per_s"] > 0
