@@ -1,7 +1,7 @@
 """Argument checks shared by the library's public functions (one place, one wording).
 
 Each raises ``ValueError`` with ``"<label> must be ..., got <value>"``; callers put the
-function or class and the argument into ``label`` (``"vqvae.Objective: beta"``).
+function or class and the argument into ``label`` (``"VQVAELoss: beta"``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The GAN's training step in PyTorch: one discriminator update, then one generator update,
-each with its own Adam, as the two players of ``experiments/models/gan.py`` (``build_task``)
-running ``genjax.models.gan.discriminator_objective`` and ``generator_objective``.
+each with its own Adam, as the two players of ``GANObjective.task`` (``genjax.models.gan``)
+running ``discriminator_objective`` and ``generator_objective``.
 
 Networks (``genjax.models.gan``, no batch normalisation):
 
