@@ -10,22 +10,25 @@ pytest_plugins = ["pytester"]
 
 CONFTEST = (Path(__file__).parent / "conftest.py").read_text()
 
-PER_TEST = """
+#: The start of both test modules with per-test skips: a pass and a platform skip.
+PASS_AND_OTHER_OS = """
 import pytest
 
 def test_passes():
     pass
 
+@pytest.mark.skipif(True, reason="platform: needs another operating system")
+def test_other_os():
+    pass
+"""
+
+PER_TEST = f"""{PASS_AND_OTHER_OS}
 @pytest.mark.skipif(True, reason="a program is not installed")
 def test_missing_program():
     pass
 
 def test_missing_package():
     pytest.importorskip("no_such_module_for_the_ci_rule")
-
-@pytest.mark.skipif(True, reason="platform: needs another operating system")
-def test_other_os():
-    pass
 
 @pytest.mark.skipif("sys.platform == sys.platform")
 def test_os_condition():
@@ -45,16 +48,7 @@ def test_never_collected():
     pass
 """
 
-PLATFORM_ONLY = """
-import pytest
-
-def test_passes():
-    pass
-
-@pytest.mark.skipif(True, reason="platform: needs another operating system")
-def test_other_os():
-    pass
-
+PLATFORM_ONLY = f"""{PASS_AND_OTHER_OS}
 def test_other_os_at_run_time():
     pytest.skip("platform: needs another operating system")
 """

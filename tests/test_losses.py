@@ -952,25 +952,13 @@ def test_gradients_match_finite_differences(x64, case):
 def _transform_cases():
     """name -> (function, rng -> tuple of float args). The outputs are pytrees of arrays."""
     B = 4
+
+    def ppca_args(r):  # x, W, mu, sigma2
+        return r.normal(size=(B, 6)), r.normal(size=(6, 2)), r.normal(size=6), 0.5 + r.uniform()
+
     return {
-        "ppca_log_likelihood": (
-            L.ppca_log_likelihood,
-            lambda r: (
-                r.normal(size=(B, 6)),
-                r.normal(size=(6, 2)),
-                r.normal(size=6),
-                0.5 + r.uniform(),
-            ),
-        ),
-        "ppca_posterior": (
-            L.ppca_posterior,
-            lambda r: (
-                r.normal(size=(B, 6)),
-                r.normal(size=(6, 2)),
-                r.normal(size=6),
-                0.5 + r.uniform(),
-            ),
-        ),
+        "ppca_log_likelihood": (L.ppca_log_likelihood, ppca_args),
+        "ppca_posterior": (L.ppca_posterior, ppca_args),
         "gaussian_kl": (L.gaussian_kl, lambda r: (r.normal(size=(B, 3)), r.normal(size=(B, 3)))),
         "gaussian_kl_diag": (
             L.gaussian_kl_diag,

@@ -43,10 +43,15 @@ _PLAIN = dict(
 )
 
 
+def plain_config(**kw) -> gan.GANConfig:
+    """A plain config: ``_PLAIN``, updated by ``kw``."""
+    return gan.GANConfig(**{**_PLAIN, **kw})
+
+
 def plain_gan(data_shape, **kw) -> gan.GAN:
     """The :class:`gan.GAN` of a plain config (``_PLAIN``, updated by ``kw``) for
     ``data_shape``, built as the library builds it: ``config.objective(info).model``."""
-    return gan.GANConfig(**{**_PLAIN, **kw}).objective(DataInfo(shape=data_shape)).model
+    return plain_config(**kw).objective(DataInfo(shape=data_shape)).model
 
 
 def replace(model: gan.GAN, **changes) -> gan.GAN:
@@ -612,13 +617,10 @@ def test_short_training_moves_the_samples_onto_the_ring(loss, ring8):
 
     spec, x = ring8
     steps, model_kw, opt_kw = _SMOKE[loss]
-    m = gan.GANConfig(
+    m = plain_config(
         latent_dim=4,
         generator_features=(64, 64),
         discriminator_features=(64, 64),
-        r1_gamma=0.0,
-        r1_steps=0,
-        ema_decay=0.0,
         loss=loss,
         **model_kw,
     )

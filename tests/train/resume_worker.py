@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import toy
 
 from genjax.data import Preprocess
-from genjax.train import TrainConfig, fit
+from genjax.train import fit
 
 workdir, steps, mode, kill_at, out = sys.argv[1:6]
 steps, kill_at = int(steps), int(kill_at)
@@ -43,15 +43,8 @@ def on_log(step, record):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-config = TrainConfig(
-    steps=steps,
-    batch_size=32,
-    seed=3,
-    fuse_steps=4,
-    log_every=4,
-    checkpoint_every=8,
-    keep_checkpoints=2,
-    progress=False,
+config = toy.train_config(
+    steps, seed=3, fuse_steps=4, log_every=4, checkpoint_every=8, keep_checkpoints=2
 )
 result = fit(
     toy.task(noise=0.1),

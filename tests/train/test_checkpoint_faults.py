@@ -26,14 +26,8 @@ from genjax.train import Checkpointer, ResumeError, Task, TrainConfig, chunk_end
 from genjax.train.checkpoint import MANIFEST
 
 FLAT = Preprocess(flatten=True)
-CONFIG = TrainConfig(
-    steps=24,
-    batch_size=32,
-    log_every=8,
-    checkpoint_every=8,
-    keep_checkpoints=5,
-    progress=False,
-    async_checkpoints=False,
+CONFIG = toy.train_config(
+    24, log_every=8, checkpoint_every=8, keep_checkpoints=5, async_checkpoints=False
 )
 
 

@@ -223,7 +223,7 @@ def test_bfloat16_compute_keeps_float32_params():
 def test_nonfinite_step_is_skipped_counted_and_run_continues(tmp_path):
     # One NaN example: every batch that contains it has a NaN loss and must change nothing.
     data = toy.digits_dataset(256, nan_row=5)
-    config = TrainConfig(steps=40, batch_size=32, log_every=10, checkpoint_every=20, progress=False)
+    config = toy.train_config(40, log_every=10, checkpoint_every=20)
     result = fit(toy.task(), data, config, tmp_path)
     per_epoch = 256 // 32
     assert int(result.state.skipped) == 40 // per_epoch  # the NaN row, once per epoch
@@ -251,9 +251,8 @@ def test_fit_logs_train_and_test_lines_and_keeps_the_best_checkpoint(tmp_path):
         seen.append(mse)
         return {"mse": mse, "score": next(scores)}
 
-    config = TrainConfig(
-        steps=24,
-        batch_size=32,
+    config = toy.train_config(
+        24,
         fuse_steps=4,
         log_every=4,
         eval_every=8,
@@ -261,7 +260,6 @@ def test_fit_logs_train_and_test_lines_and_keeps_the_best_checkpoint(tmp_path):
         keep_checkpoints=1,
         best_metric="score",
         best_mode="max",
-        progress=False,
         async_checkpoints=False,
     )
     fit(task, data, config, tmp_path, preprocess_spec=FLAT, evaluate=evaluate)
@@ -290,9 +288,7 @@ def test_nonfinite_streak_stops_run_with_checkpoints_intact(tmp_path):
         return jnp.mean((params - batch["x"]) ** 2), {}
 
     task = Task.from_loss(lambda r, b: jnp.zeros(4), loss, optax.sgd(0.1))
-    config = TrainConfig(
-        steps=200, batch_size=1, log_every=8, checkpoint_every=8, max_bad_steps=5, progress=False
-    )
+    config = toy.train_config(200, batch_size=1, log_every=8, checkpoint_every=8, max_bad_steps=5)
     with pytest.raises(NonFiniteError, match="max_bad_steps=5"):
         fit(task, data, config, tmp_path)
     ckpt = Checkpointer(tmp_path / "checkpoints")

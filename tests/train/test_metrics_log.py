@@ -9,7 +9,7 @@ import toy
 from tensorboardX.proto import event_pb2
 
 from genjax.data import Preprocess
-from genjax.train import TrainConfig, fit, write_figures
+from genjax.train import fit, write_figures
 
 FLAT = Preprocess(flatten=True)
 
@@ -59,10 +59,9 @@ def _jsonl_table(path):
 
 
 def _fit(workdir, steps):
-    config = TrainConfig(
-        steps=steps, batch_size=32, log_every=4, eval_every=8, checkpoint_every=8,
-        progress=False, async_checkpoints=False,
-    )  # fmt: skip
+    config = toy.train_config(
+        steps, log_every=4, eval_every=8, checkpoint_every=8, async_checkpoints=False
+    )
     return fit(
         toy.task(noise=0.1),
         toy.digits_dataset(256),

@@ -21,7 +21,6 @@ from genjax.train import (
     MetricsLog,
     NonFiniteError,
     ResumeError,
-    TrainConfig,
     fit,
     init_state,
 )
@@ -39,15 +38,8 @@ from genjax.train.step import (
 )
 
 FLAT = Preprocess(flatten=True)
-CONFIG = TrainConfig(
-    steps=12,
-    batch_size=32,
-    fuse_steps=4,
-    log_every=4,
-    checkpoint_every=8,
-    progress=False,
-    async_checkpoints=False,
-    tensorboard=False,
+CONFIG = toy.train_config(
+    12, fuse_steps=4, log_every=4, checkpoint_every=8, async_checkpoints=False, tensorboard=False
 )
 
 

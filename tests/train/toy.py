@@ -9,7 +9,7 @@ import optax
 from sklearn.datasets import load_digits
 
 from genjax.data.sources import Dataset
-from genjax.train import Task
+from genjax.train import Task, TrainConfig
 
 
 class AE(nn.Module):
@@ -46,3 +46,9 @@ def task(noise: float = 0.0, lr: float = 1e-2) -> Task:
         return mse, {"mse": mse}
 
     return Task.from_loss(init, loss, optax.adam(lr))
+
+
+def train_config(steps: int, batch_size: int = 32, **fields) -> TrainConfig:
+    """The ``TrainConfig`` of a toy run: ``steps`` steps of ``batch_size`` examples, no
+    progress bar; ``fields`` set the rest (``TrainConfig``'s defaults otherwise)."""
+    return TrainConfig(steps=steps, batch_size=batch_size, progress=False, **fields)
