@@ -11,14 +11,15 @@ See ``sources.py`` (names, data directory, errors), ``pipeline.py`` (the determi
 order shared by host and on-device loops), ``digits.py``, ``builders.py`` (MNIST, Fashion-MNIST,
 binarised MNIST, CIFAR-10, CelebA-64 from their original files; ``manual.py`` says where the
 files go) and ``synthetic.py``.
+
+The builders' names (``BUILDERS``, ``prepare``, ``Mnist``, ``Digits``, ...) import TFDS, so they
+are imported on first use: ``import genjax.data`` and training on in-memory arrays need neither
+tensorflow-datasets nor array-record.
 """
 
-from genjax.data.builders import BUILDERS, prepare
-from genjax.data.celeb_a import CelebA64
-from genjax.data.cifar10 import Cifar10
-from genjax.data.digits import Digits, prepare_digits
+import importlib
+
 from genjax.data.errors import DatasetError
-from genjax.data.mnist import BinarizedMnist, FashionMnist, Mnist
 from genjax.data.pipeline import (
     Batcher,
     Preprocess,
@@ -45,6 +46,34 @@ from genjax.data.synthetic import (
     mode_statistics,
     sample_mixture,
 )
+
+#: Names served by the TFDS builder modules, imported when first asked for.
+_LAZY = {
+    "BUILDERS": "builders",
+    "prepare": "builders",
+    "CelebA64": "celeb_a",
+    "Cifar10": "cifar10",
+    "Digits": "digits",
+    "prepare_digits": "digits",
+    "BinarizedMnist": "mnist",
+    "FashionMnist": "mnist",
+    "Mnist": "mnist",
+}
+
+
+def __getattr__(name: str):
+    """A builder name, imported (with TFDS) on first use and then kept (PEP 562)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    """The module's names, the lazy ones included."""
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "BUILDERS",

@@ -42,12 +42,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import tensorflow_datasets as tfds
 
-from genjax.data import builders, synthetic
-from genjax.data.digits import prepare_digits
+from genjax.data import synthetic
 from genjax.data.errors import DatasetError
-from genjax.data.manual import manual_root
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -61,8 +58,23 @@ __all__ = [
 
 #: Environment variable that overrides TFDS's default data directory.
 DATA_DIR_ENV = "GENJAX_DATA_DIR"
+#: The names of genjax's builders (``builders.BUILDERS``, in its order), known without
+#: importing TFDS: training on in-memory arrays needs neither TFDS nor array_record.
+BUILDER_NAMES = ("mnist", "fashion_mnist", "binarized_mnist", "cifar10", "celeb_a_64")
 #: Names that :func:`load` serves without a prepared TFDS dataset.
-KNOWN_DATASETS = ("digits", *builders.BUILDERS, *synthetic.MIXTURES)
+KNOWN_DATASETS = ("digits", *BUILDER_NAMES, *synthetic.MIXTURES)
+
+
+def _tfds():
+    """``tensorflow_datasets``, imported on first use; a :class:`DatasetError` if missing."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as error:
+        raise DatasetError(
+            "reading a TFDS dataset needs the packages tensorflow-datasets and array-record "
+            "(pip install tensorflow-datasets array-record); in-memory arrays need neither"
+        ) from error
+    return tfds
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -198,13 +210,20 @@ def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None) ->
         return _load_mixture(name, split)
     data_dir = resolve_data_dir(data_dir)
     if name == "digits":
+        _tfds()
+        from genjax.data.digits import prepare_digits
+
         prepare_digits(data_dir)
-    elif name in builders.BUILDERS:
+    elif name in BUILDER_NAMES:
         return _load_manual(name, split, data_dir)
     return _load_tfds(name, split, data_dir)
 
 
 def _load_manual(name: str, split: str, data_dir: str | None) -> Dataset:
+    _tfds()
+    from genjax.data import builders
+    from genjax.data.manual import manual_root
+
     cls = builders.BUILDERS[name]
     builder = cls(data_dir=data_dir)
     if not builder.is_prepared():
@@ -218,6 +237,7 @@ def _load_manual(name: str, split: str, data_dir: str | None) -> Dataset:
 
 def _catalog_copy_prepared(catalog: str, data_dir: str | None) -> bool:
     """Whether TFDS's own builder ``catalog`` has a prepared copy in the data directory."""
+    tfds = _tfds()
     try:
         return tfds.builder(catalog, data_dir=data_dir).is_prepared()
     except tfds.core.registered.DatasetNotFoundError:
@@ -278,6 +298,7 @@ def _read_prepared(builder, name: str, split: str, *, default_image_max: int) ->
 
 
 def _tfds_builder(name: str, data_dir: str | None):
+    tfds = _tfds()
     try:
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
@@ -326,7 +347,8 @@ def _check_features(
     if metadata is not None and "image_max" in metadata:
         image_max = int(metadata["image_max"])
     label = dict(features.items()).get("label")  # FeaturesDict has no .get
-    num_classes = label.num_classes if isinstance(label, tfds.features.ClassLabel) else None
+    is_class_label = isinstance(label, _tfds().features.ClassLabel)
+    num_classes = label.num_classes if is_class_label else None
     return image_max, num_classes
 
 

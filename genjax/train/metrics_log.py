@@ -39,6 +39,20 @@ def _unique_suffix() -> str:
     return f".{time.time_ns():020d}"
 
 
+def _summary_writer(logdir: Path, **kwargs):
+    """``tensorboardX.SummaryWriter(logdir, **kwargs)``; imported here, so that a run with
+    ``TrainConfig(tensorboard=False)`` needs no tensorboardX."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        raise ModuleNotFoundError(
+            "TensorBoard logs need the package tensorboardX (pip install tensorboardX); "
+            "or turn them off with train.tensorboard=false (TrainConfig(tensorboard=False))",
+            name="tensorboardX",
+        ) from None
+    return SummaryWriter(str(logdir), **kwargs)
+
+
 def _scalars(record: dict) -> Iterable[tuple[str, float]]:
     """``(tag, value)`` for every numeric entry of a metric line (not its step or split)."""
     split = record.get("split", "train")
@@ -75,10 +89,8 @@ class MetricsLog:
             ]
             self.path.write_text("".join(line + "\n" for line in kept))
         if tensorboard:
-            from tensorboardX import SummaryWriter
-
-            self._writer = SummaryWriter(
-                str(workdir / TENSORBOARD_DIR),
+            self._writer = _summary_writer(
+                workdir / TENSORBOARD_DIR,
                 purge_step=resume_step + 1 if resume_step else None,
                 flush_secs=10,
                 filename_suffix=_unique_suffix(),
@@ -108,10 +120,9 @@ def write_figures(workdir: str | Path, step: int, paths: Iterable[str | Path]) -
     if jax.process_index() != 0 or not paths:
         return
     from matplotlib import image as mpimg
-    from tensorboardX import SummaryWriter
 
-    with SummaryWriter(
-        str(Path(workdir) / TENSORBOARD_DIR), filename_suffix=_unique_suffix()
+    with _summary_writer(
+        Path(workdir) / TENSORBOARD_DIR, filename_suffix=_unique_suffix()
     ) as writer:
         for path in paths:
             pixels = mpimg.imread(str(path))  # PNG: float in [0, 1], [H, W, 3 or 4]
