@@ -1,9 +1,13 @@
-"""The demo's report: one self-contained HTML page (images inlined) and a Markdown table.
+"""The demo's report: one self-contained HTML page (images and audio inlined) and a Markdown
+table.
 
     python -m experiments.report runs/demo        # writes runs/demo/report.html and report.md
 
 Every number comes from the runs' own ``summary.json``; every picture from their
-``figures/``. Nothing here computes a metric.
+``figures/``; every sound from the WAV files their summary lists (the speech experiment's,
+``python -m experiments.speech.run --workdir runs/demo/cyclevae-speech``, shown as audio
+players beside their spectrograms). Nothing here computes a metric. The runs appear in the
+order of the model families (PPCA, VAE, GAN, VQ-VAE, Cycle VAE; image data before speech).
 """
 
 from __future__ import annotations
@@ -31,30 +35,57 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
+def _data_uri(path: Path, mime: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
 def _image(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return f'<img alt="{html.escape(alt)}" src="{_data_uri(path, "image/png")}">'
+
+
+def _audio(path: Path, label: str) -> str:
+    return (
+        f'<audio controls preload="metadata" title="{html.escape(label)}" '
+        f'src="{_data_uri(path, "audio/wav")}"></audio>'
+    )
+
+
+#: The order of the report's sections: the model families as the project introduces them.
+FAMILIES = ("ppca", "vae", "gan", "vqvae", "cyclevae")
+#: Datasets shown after the image data of their family.
+LATE_DATASETS = ("espeak-frames",)
+
+
+def _order(run: tuple[Path, dict, dict]) -> tuple:
+    workdir, _, summary = run
+    model = summary.get("model", "")
+    family = FAMILIES.index(model) if model in FAMILIES else len(FAMILIES)
+    return family, summary.get("dataset") in LATE_DATASETS, workdir.name
 
 
 def load_runs(root: Path) -> list[tuple[Path, dict, dict]]:
-    """``(workdir, config, summary)`` of each finished run directly under ``root``."""
+    """``(workdir, config, summary)`` of each finished run directly under ``root``, in the
+    order of :data:`FAMILIES`. A run of its own command (the speech experiment) has no
+    ``config.json``: its config is ``{}``."""
     runs = []
-    for summary_path in sorted(root.glob("*/summary.json")):
+    for summary_path in root.glob("*/summary.json"):
         workdir = summary_path.parent
-        config = json.loads((workdir / "config.json").read_text())
+        config_path = workdir / "config.json"
+        config = json.loads(config_path.read_text()) if config_path.exists() else {}
         runs.append((workdir, config, json.loads(summary_path.read_text())))
-    return runs
+    return sorted(runs, key=_order)
 
 
 def headline_rows(config: dict, summary: dict) -> list[tuple[str, str, str, str]]:
-    """(label, value, reference value, reference description) for a run's headline table."""
+    """(label, value, reference value, reference description) for a run's headline table:
+    the model spec's headline, or the summary's own ``headline`` for a run without a config."""
     try:
-        spec = registry.get(config["model"])
+        headline = registry.get(config["model"]).headline
     except KeyError:
-        return []
+        headline = summary.get("headline", [])
     metrics = summary["metrics"]
     rows = []
-    for label, key, ref_key, ref_label in spec.headline:
+    for label, key, ref_key, ref_label in headline:
         if key not in metrics:
             continue
         ref = _fmt(metrics[ref_key]) if ref_key and ref_key in metrics else ""
@@ -71,7 +102,25 @@ th { background: #f3f3f3; }
 .figs { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 .figs figure { margin: 0; } .figs img { max-width: 520px; border: 1px solid #eee; }
 figcaption { font-size: 0.8em; color: #555; }
+.pair { display: flex; gap: 16px; align-items: stretch; margin: 1em 0; }
+.pair img { max-width: 620px; border: 1px solid #eee; }
+.clips { display: flex; flex-direction: column; justify-content: space-around; gap: 10px; }
+.clips div { font-size: 0.8em; color: #555; } .clips audio { width: 300px; display: block; }
 """
+
+
+def _audio_section(workdir: Path, entries: list[dict]) -> list[str]:
+    """Each entry of a summary's ``audio``: its spectrogram figure, with one player per panel
+    (``clips``: ``[label, WAV path relative to the run]``) beside it, top to bottom."""
+    parts = ["<h3>Listen</h3>"]
+    for entry in entries:
+        parts.append(f"<h4>{html.escape(entry['title'])}</h4><div class='pair'>")
+        parts.append(_image(workdir / entry["figure"], entry["title"]))
+        parts.append("<div class='clips'>")
+        for label, wav in entry["clips"]:
+            parts.append(f"<div>{html.escape(label)}{_audio(workdir / wav, label)}</div>")
+        parts.append("</div></div>")
+    return parts
 
 
 def render_html(root: Path) -> str:
@@ -112,7 +161,9 @@ def render_html(root: Path) -> str:
         for k, v in summary["metrics"].items():
             parts.append(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>")
         parts.append("</table></details>")
-        figures = sorted((workdir / "figures").glob("*.png"))
+        entries = summary.get("audio", [])
+        shown = {workdir / entry["figure"] for entry in entries}
+        figures = sorted(p for p in (workdir / "figures").glob("*.png") if p not in shown)
         order = {name: i for i, name in enumerate(key_figures)}
         figures.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
         parts.append("<div class='figs'>")
@@ -122,6 +173,8 @@ def render_html(root: Path) -> str:
                 "</figcaption></figure>"
             )
         parts.append("</div>")
+        if entries:
+            parts += _audio_section(workdir, entries)
     parts.append("</body></html>")
     return "\n".join(parts)
 

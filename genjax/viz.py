@@ -376,7 +376,7 @@ def _finish(fig, ax, path, *, title: str = "", xlabel: str = "", ylabel: str = "
     if ylabel:
         ax.set_ylabel(ylabel)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, wrap=True)  # wrapped to the figure's width, not clipped
     return _save(fig, path)
 
 

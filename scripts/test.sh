@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install (into .venv) and run the whole test suite, lint and format check included.
 # Installs everything the tests need, so that none skips (with CI set, tests/conftest.py
-# fails a skipped test): the Debian programs below, and the `test` and `bench` extras (the
-# suite checks the benchmark's PyTorch twins).
+# fails a skipped test): the Debian programs below, and the `test`, `bench` and `speech`
+# extras (the suite checks the benchmark's PyTorch twins and the speech audio).
 set -euo pipefail
 
 # Debian packages the tests run, as "program:package": headless Chromium loads the report page
@@ -25,7 +25,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
-source "$(dirname "$0")/_venv.sh" "[test,bench]"
+source "$(dirname "$0")/_venv.sh" "[test,bench,speech]"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"

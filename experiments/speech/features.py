@@ -195,14 +195,13 @@ def dtw(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
     ta, tb = cost.shape
     acc = np.full((ta + 1, tb + 1), np.inf)
     acc[0, 0] = 0.0
-    for i in range(1, ta + 1):
-        # Row recurrence: the diagonal and vertical moves are vectorised; the horizontal move
-        # (from the left neighbour in the same row) is a running minimum along the row.
-        prev = np.minimum(acc[i - 1, :-1], acc[i - 1, 1:])  # diagonal, vertical into column j
-        row = prev + cost[i - 1]
-        for j in range(1, tb):
-            row[j] = min(row[j], row[j - 1] + cost[i - 1, j])
-        acc[i, 1:] = row
+    # Anti-diagonal sweep: the cells (i, j) with i + j = d depend only on diagonals d - 1 and
+    # d - 2, so each diagonal is one vectorised update (the same sums and minima, in any order).
+    for d in range(2, ta + tb + 1):
+        i = np.arange(max(1, d - tb), min(ta, d - 1) + 1)
+        j = d - i
+        best = np.minimum(np.minimum(acc[i - 1, j - 1], acc[i - 1, j]), acc[i, j - 1])
+        acc[i, j] = best + cost[i - 1, j - 1]
     path = [(ta - 1, tb - 1)]
     i, j = ta, tb
     while (i, j) != (1, 1):

@@ -1,7 +1,7 @@
 """Data for the speech experiment: the same sentences spoken by several espeak-ng voices,
 as frames of mel-cepstra, synthesised offline.
 
-    python -m experiments.speech.prepare --out DIR [--voices en-us+m3,en-us+f3,en-us+m7]
+    python -m experiments.speech.prepare --out DIR [--voices en-us+m3,en-us+f3,en-us+m7,en-us+f5]
 
 Needs the ``espeak-ng`` program, from the Debian/Ubuntu package of the same name::
 
@@ -13,10 +13,11 @@ optional; nothing else in genjax needs espeak-ng). For each voice and each sente
 ``scipy.io.wavfile``, resampled to ``sample_rate`` (``scipy.signal.resample_poly``), turned
 into natural-log mel-band amplitudes (``features.log_mel``: 25 ms Hann windows every 10 ms,
 40 bands), trimmed of leading and trailing silence (frames more than 40 dB below the loudest)
-and reduced to mel-cepstra ``c_0 .. c_24`` (``features.mel_cepstrum``). The voices are espeak-ng
-variants of one language (``en-us`` with the ``+m3`` / ``+f3`` / ``+m7`` variants by default),
-which differ in pitch, formant scaling and voice quality rather than in pronunciation, so
-that the difference between two voices is what a frame-wise converter can learn.
+and reduced to mel-cepstra ``c_0 .. c_24`` (``features.mel_cepstrum``). The voices are
+espeak-ng variants of one language (``en-us`` with the ``+m3`` / ``+f3`` / ``+m7`` / ``+f5``
+variants by default), which differ in pitch, formant scaling and voice quality rather than
+in pronunciation, so that the difference between two voices is what a frame-wise converter
+can learn.
 
 Output, in ``DIR``:
 
@@ -56,9 +57,9 @@ __all__ = [
     "synthesize",
 ]
 
-#: espeak-ng voices (language + variant) used by default: three voices, so that the
-#: conversion is many-to-many (six ordered source -> target pairs).
-DEFAULT_VOICES = ("en-us+m3", "en-us+f3", "en-us+m7")
+#: espeak-ng voices (language + variant) used by default: four voices (two male, two female),
+#: so that the conversion is many-to-many (twelve ordered source -> target pairs).
+DEFAULT_VOICES = ("en-us+m3", "en-us+f3", "en-us+m7", "en-us+f5")
 
 #: Sentences written for this experiment (plain declarative English of varied phonetic
 #: content, 6 to 12 words each).

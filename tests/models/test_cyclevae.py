@@ -1,17 +1,16 @@
-"""Tests for genjax.models.cyclevae and the speech experiment's features, against oracles.
+"""Tests for genjax.models.cyclevae, against oracles (the speech experiment's are in
+``tests/experiments/test_speech.py``).
 
 Oracles: the whole cycle objective written out by hand in NumPy/SciPy (float64) from the
 stored weights, term by term; chi-square tests of the target-domain draws; structural facts of
 the gradient (what ``stop_gradient`` must cut); a scikit-learn classifier for a short training
-run on digits; the DCT-II and the mel-cepstral distortion written from their formulas; DTW
-against a brute-force search over every monotone path.
+run on digits.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +20,6 @@ import pytest
 import scipy.special
 import scipy.stats
 
-from experiments.speech import features
-from experiments.speech import prepare as speech_prepare
 from genjax.models import cyclevae as cv
 from genjax.models.base import DataInfo, single
 
@@ -496,155 +493,3 @@ def test_short_digits_training_converts_to_the_target_class():
     means = np.stack([x_tr[y_tr == c].mean(0) for c in range(10)])
     recon = np.asarray(cv.reconstruct(model, params, x_te, y_te))
     assert np.mean((recon - x_te) ** 2) < 0.7 * np.mean((means[y_te] - x_te) ** 2)
-
-
-# --------------------------------------------------------------------------------------------
-# The speech experiment: features, distortion, alignment, synthesis
-# --------------------------------------------------------------------------------------------
-
-
-def test_mel_cepstrum_is_the_cosine_series_of_the_log_mel_frame():
-    rng = np.random.default_rng(0)
-    lm = rng.normal(size=(3, 8))
-    n = lm.shape[1]
-    w = np.pi * (np.arange(n) + 0.5) / n  # the bands' warped frequencies
-    expected = np.stack([np.mean(lm * np.cos(k * w), axis=1) for k in range(5)], axis=1)
-    np.testing.assert_allclose(features.mel_cepstrum(lm, 5), expected, atol=1e-12)
-    # L(w) = c_0 + 2 sum c_k cos(k w): a frame that is such a series gives its coefficients.
-    c = np.array([[0.3, -1.0, 0.25, 0.0, 0.5]])
-    frame = c[:, :1] + 2 * (c[:, 1:] @ np.cos(np.arange(1, 5)[:, None] * w[None, :]))
-    np.testing.assert_allclose(features.mel_cepstrum(frame, 5), c, atol=1e-12)
-    # All coefficients kept: the inverse gives the log-mel frames back.
-    np.testing.assert_allclose(
-        features.log_mel_from_cepstrum(features.mel_cepstrum(lm, n), n), lm, atol=1e-12
-    )
-
-
-def test_log_mel_of_a_tone_peaks_in_the_band_around_its_frequency():
-    sr, f0 = 16000, 1000.0
-    t = np.arange(sr // 2) / sr
-    lm = features.log_mel(np.sin(2 * np.pi * f0 * t), sr, n_mels=40, n_fft=512)
-    assert lm.shape == (1 + (sr // 2 - 400) // 160, 40)
-    edges = features.mel_to_hz(np.linspace(0, features.hz_to_mel(sr / 2), 42))
-    expected = np.argmin(np.abs(edges[1:-1] - f0))  # the band whose centre is nearest
-    assert set(np.argmax(lm, axis=1)) <= {expected - 1, expected, expected + 1}
-    assert np.bincount(np.argmax(lm, axis=1)).argmax() == expected
-
-
-def test_mcd_formula_by_hand():
-    a = np.array([[5.0, 1.0, 2.0], [0.0, 0.0, 0.0]])
-    b = np.array([[-3.0, 1.0, 0.0], [9.0, 3.0, 4.0]])
-    # c_0 is ignored; frame distances sqrt(4) and sqrt(9 + 16).
-    per_frame = 10 / math.log(10) * math.sqrt(2) * np.array([2.0, 5.0])
-    assert features.mcd(a, b) == pytest.approx(per_frame.mean(), rel=1e-12)
-    with pytest.raises(ValueError, match="aligned frames"):
-        features.mcd(a, b[:1])
-
-
-def _brute_force_dtw(cost):
-    best = {}
-
-    def go(i, j):
-        if (i, j) in best:
-            return best[(i, j)]
-        if i == 0 and j == 0:
-            value = cost[0, 0]
-        else:
-            prev = [
-                go(a, b) for a, b in ((i - 1, j - 1), (i - 1, j), (i, j - 1)) if a >= 0 and b >= 0
-            ]
-            value = cost[i, j] + min(prev)
-        best[(i, j)] = value
-        return value
-
-    return go(cost.shape[0] - 1, cost.shape[1] - 1)
-
-
-def test_dtw_finds_the_cheapest_monotone_path():
-    rng = np.random.default_rng(3)
-    for ta, tb in ((4, 3), (1, 5), (6, 6), (7, 2)):
-        a, b = rng.normal(size=(ta, 2)), rng.normal(size=(tb, 2))
-        cost = np.linalg.norm(a[:, None] - b[None], axis=-1)
-        path, total = features.dtw(a, b)
-        assert total == pytest.approx(_brute_force_dtw(cost), rel=1e-12)
-        assert tuple(path[0]) == (0, 0) and tuple(path[-1]) == (ta - 1, tb - 1)
-        steps = np.diff(path, axis=0)
-        assert all(tuple(s) in {(1, 0), (0, 1), (1, 1)} for s in steps)
-        assert cost[path[:, 0], path[:, 1]].sum() == pytest.approx(total, rel=1e-12)
-    # A sequence against a time-stretched copy of itself: distortion 0.
-    x = rng.normal(size=(5, 4))
-    assert features.mcd_dtw(np.repeat(x, 2, axis=0), x) == pytest.approx(0.0, abs=1e-12)
-
-
-def test_prepare_skips_cleanly_without_espeak(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(speech_prepare, "espeak_available", lambda: False)
-    assert speech_prepare.main(["--out", str(tmp_path / "speech")]) == 0
-    assert "apt-get install -y espeak-ng" in capsys.readouterr().err
-    assert not (tmp_path / "speech").exists()
-    monkeypatch.setattr(speech_prepare.shutil, "which", lambda name: None)
-    with pytest.raises(speech_prepare.EspeakNotFound, match="espeak-ng"):
-        speech_prepare.prepare(tmp_path / "x", sentences=("Hello.",))
-
-
-@pytest.mark.skipif(
-    not speech_prepare.espeak_available(), reason="espeak-ng is not installed (optional)"
-)
-def test_prepare_synthesises_two_voices(tmp_path):
-    sentences = speech_prepare.SENTENCES[:2]
-    out = speech_prepare.prepare(tmp_path, voices=("en-us+m3", "en-us+f3"), sentences=sentences)
-    arrays, meta = speech_prepare.load(out)
-    assert meta["voices"] == ["en-us+m3", "en-us+f3"] and meta["num_ceps"] == 25
-    assert arrays["ceps"].shape[1] == 25 and arrays["log_mel"].shape[1] == 40
-    assert list(arrays["utt_voice"]) == [0, 0, 1, 1]
-    assert list(arrays["utt_sentence"]) == [0, 1, 0, 1]
-    assert arrays["utt_length"].sum() == len(arrays["ceps"]) == meta["frames"]
-
-    def utt(i):
-        start, length = arrays["utt_start"][i], arrays["utt_length"][i]
-        return arrays["ceps"][start : start + length]
-
-    for i in range(4):
-        assert 50 < len(utt(i)) < 600  # 0.5 to 6 s of speech at 10 ms per frame
-    # An utterance against itself is 0 dB; the same sentence by the other voice is far
-    # (the two voices are ~6 dB apart; > 2 dB would already be clearly audible).
-    assert features.mcd_dtw(utt(0), utt(0)) == 0.0
-    assert features.mcd_dtw(utt(0), utt(2)) > 2.0
-    with pytest.raises(ValueError, match="could not synthesise"):
-        speech_prepare.prepare(tmp_path / "bad", voices=("en-us", "xx-nonexistent"))
-
-
-def test_speech_split_is_non_parallel_and_holds_out_the_test_sentences():
-    from experiments.speech import run as speech_run
-
-    voices, sentences = 3, 8
-    utt = [(v, s) for v in range(voices) for s in range(sentences)]
-    lengths = np.array([2 + (3 * v + s) % 4 for v, s in utt], np.int32)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int32)
-    # Each frame records its (voice, sentence) in its first two coefficients.
-    ceps = np.concatenate(
-        [np.tile([v, s, 0.0], (n, 1)) for (v, s), n in zip(utt, lengths, strict=True)]
-    )
-    arrays = {
-        "ceps": ceps,
-        "utt_voice": np.array([v for v, _ in utt], np.int32),
-        "utt_sentence": np.array([s for _, s in utt], np.int32),
-        "utt_start": starts,
-        "utt_length": lengths,
-    }
-    x, voice, test_ids, table = speech_run.split(arrays, voices, sentences, test_sentences=2)
-    assert test_ids == [6, 7]
-    assert np.array_equal(x[:, 0], voice)  # labels are the voices that spoke the frames
-    heard = {(int(v), int(s)) for v, s in x[:, :2]}
-    assert heard == {(s % voices, s) for s in range(6)}  # one voice per training sentence
-    assert len(x) == sum(n for (v, s), n in zip(utt, lengths, strict=True) if (v, s) in heard)
-    assert all(np.array_equal(table[(v, s)][:, :2], [[v, s]] * len(table[(v, s)])) for v, s in utt)
-    with pytest.raises(ValueError, match="test_sentences"):
-        speech_run.split(arrays, voices, sentences, test_sentences=8)
-
-
-def test_speech_run_skips_cleanly_without_espeak(monkeypatch, tmp_path, capsys):
-    from experiments.speech import run as speech_run
-
-    monkeypatch.setattr(speech_prepare, "espeak_available", lambda: False)
-    assert speech_run.main(["--workdir", str(tmp_path / "run")]) == 0
-    assert "skipped: espeak-ng is not installed" in capsys.readouterr().err
