@@ -2,12 +2,19 @@
 and grid, beside the numbers published for the same benchmarks.
 
     python -m experiments.gan_table [--seeds 5] [--out runs/gan-table]
+    python -m experiments.gan_table --losses non_saturating,hinge,least_squares,wgan_gp
 
 Each (dataset, seed) is one run of the experiment command (``--model gan --dataset ring8|
 grid25 --set train.seed=S``) in ``OUT/<dataset>-seed<S>/``, so an interrupted table resumes
 and finished runs are not retrained. The table (``OUT/table.json`` and ``OUT/table.md``) gives
 the mean and the standard error over seeds of ``modes_captured``, ``high_quality_fraction``
 and ``reverse_kl``, with the published rows below.
+
+With ``--losses``, the table has one row per GAN loss (``model.loss``): the default
+configuration with only the loss changed (the same learning rates, R1 phase, EMA and step
+counts; in particular ``wgan_gp`` is not given the paper's 5 critic steps and Adam settings),
+each (loss, dataset, seed) in ``OUT/<dataset>-<loss>-seed<S>/`` (the default loss's runs in
+``OUT/<dataset>-seed<S>/``, shared with the table without ``--losses``).
 
 Published rows, as printed in the papers (their protocols: 2,500 samples per trained model,
 high quality = within 3 standard deviations of the nearest mode; VEEGAN averages 5 runs,
@@ -31,6 +38,7 @@ from pathlib import Path
 
 from experiments import train
 from genjax import cli
+from genjax.models import gan
 
 DATASETS = ("ring8", "grid25")
 NUM_MODES = {"ring8": 8, "grid25": 25}
@@ -63,9 +71,7 @@ def _mean_stderr(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
-def summarise(runs: dict[str, list[dict]]) -> dict:
-    """``{dataset: [summary metrics per seed]}`` -> the table's data (means, standard errors,
-    the per-seed values and the published rows)."""
+def _ours(runs: dict[str, list[dict]]) -> dict:
     ours = {}
     for dataset, per_seed in runs.items():
         row = {"seeds": len(per_seed)}
@@ -74,11 +80,27 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
             mean, stderr = _mean_stderr(values)
             row[name] = {"mean": mean, "stderr": stderr, "values": values}
         ours[dataset] = row
-    published = [
+    return ours
+
+
+def _published() -> list[dict]:
+    return [
         {"source": source, "method": method, **{d: list(v) for d, v in rows.items()}}
         for (source, method), rows in PUBLISHED.items()
     ]
-    return {"ours": ours, "published": published}
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict:
+    """``{dataset: [summary metrics per seed]}`` -> the table's data (means, standard errors,
+    the per-seed values and the published rows)."""
+    return {"ours": _ours(runs), "published": _published()}
+
+
+def summarise_losses(runs: dict[str, dict[str, list[dict]]]) -> dict:
+    """``{loss: {dataset: [summary metrics per seed]}}`` -> the table's data with one row per
+    loss under ``"by_loss"`` (``[{"loss": ..., "ours": ...}]``, in the order given)."""
+    by_loss = [{"loss": loss, "ours": _ours(per_dataset)} for loss, per_dataset in runs.items()]
+    return {"by_loss": by_loss, "published": _published()}
 
 
 def _fmt(value: float | None, percent: bool = False) -> str:
@@ -87,16 +109,10 @@ def _fmt(value: float | None, percent: bool = False) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.2f}"
 
 
-def markdown(table: dict) -> str:
-    """The table as Markdown: one row per method, ring and grid side by side."""
-    head = (
-        "| source | method | ring: modes (of 8) | ring: high quality | ring: reverse KL "
-        "| grid: modes (of 25) | grid: high quality | grid: reverse KL |\n"
-        "|---|---|---|---|---|---|---|---|\n"
-    )
+def _our_line(ours: dict, method: str) -> str:
     cells = []
     for dataset in DATASETS:
-        row = table["ours"].get(dataset)
+        row = ours.get(dataset)
         if row is None:
             cells += ["–"] * 3
             continue
@@ -105,9 +121,27 @@ def markdown(table: dict) -> str:
             pct = name == "high_quality_fraction"
             err = f" ± {_fmt(m['stderr'], pct)}" if not math.isnan(m["stderr"]) else ""
             cells.append(f"**{_fmt(m['mean'], pct)}{err}**")
-    seeds = {row["seeds"] for row in table["ours"].values()}
-    lines = [f"| genjax (this run) | GAN, default config, {'/'.join(map(str, seeds))} seeds | "]
-    lines[0] += " | ".join(cells) + " |"
+    seeds = sorted({row["seeds"] for row in ours.values()})
+    plural = "" if seeds == [1] else "s"
+    return (
+        f"| genjax (this run) | {method}, {'/'.join(map(str, seeds))} seed{plural} | "
+        + " | ".join(cells)
+        + " |"
+    )
+
+
+def markdown(table: dict) -> str:
+    """The table as Markdown: one row per method (per loss with ``"by_loss"``), ring and grid
+    side by side."""
+    head = (
+        "| source | method | ring: modes (of 8) | ring: high quality | ring: reverse KL "
+        "| grid: modes (of 25) | grid: high quality | grid: reverse KL |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
+    if "by_loss" in table:
+        lines = [_our_line(r["ours"], f"GAN, loss={r['loss']}") for r in table["by_loss"]]
+    else:
+        lines = [_our_line(table["ours"], "GAN, default config")]
     for row in table["published"]:
         vals = []
         for dataset in DATASETS:
@@ -124,20 +158,37 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_overrides_argument(
         parser, "a config override applied to every run (as for experiments.train)"
     )
+    parser.add_argument(
+        "--losses",
+        help=f"comma-separated GAN losses, one row each ({', '.join(gan.LOSSES)}); "
+        "default: one row, the config's loss",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    losses: list[str | None] = [None]
+    if args.losses is not None:
+        losses = [name.strip() for name in args.losses.split(",")]
+        unknown = [name for name in losses if name not in gan.LOSSES]
+        if unknown or not losses:
+            parser.error(f"--losses must name some of {', '.join(gan.LOSSES)}, got {args.losses!r}")
+        if any(item.split("=")[0].strip() == "model.loss" for item in args.overrides):
+            parser.error("--losses sets model.loss itself; drop --set model.loss=...")
     out = Path(args.out)
-    runs: dict[str, list[dict]] = {}
-    total = len(DATASETS) * args.seeds
-    for i, (dataset, seed) in enumerate(
-        ((d, s) for d in DATASETS for s in range(args.seeds)), start=1
-    ):
-        work = out / f"{dataset}-seed{seed}"
-        print(f"[{i}/{total}] gan on {dataset}, seed {seed} -> {work}", file=sys.stderr)
+    default_loss = gan.GANConfig().loss
+    runs: dict[str | None, dict[str, list[dict]]] = {}
+    jobs = [(loss, d, s) for loss in losses for d in DATASETS for s in range(args.seeds)]
+    for i, (loss, dataset, seed) in enumerate(jobs, start=1):
+        named = "" if loss in (None, default_loss) else f"-{loss}"
+        work = out / f"{dataset}{named}-seed{seed}"
+        what = f"gan ({loss}) on {dataset}" if loss else f"gan on {dataset}"
+        print(f"[{i}/{len(jobs)}] {what}, seed {seed} -> {work}", file=sys.stderr)
         argv_run = ["--model", "gan", "--dataset", dataset, "--workdir", str(work)]
-        for item in [f"train.seed={seed}", *args.overrides]:
+        settings = [f"train.seed={seed}", *args.overrides]
+        if loss is not None:
+            settings.append(f"model.loss={loss}")
+        for item in settings:
             argv_run += ["--set", item]
         if args.quiet:
             argv_run.append("--quiet")
@@ -145,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         if code != 0:
             return code
         summary = json.loads((work / "summary.json").read_text())
-        runs.setdefault(dataset, []).append(summary["metrics"])
-    table = summarise(runs)
+        runs.setdefault(loss, {}).setdefault(dataset, []).append(summary["metrics"])
+    table = summarise(runs[None]) if args.losses is None else summarise_losses(runs)
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.json").write_text(json.dumps(table, indent=2) + "\n")
     (out / "table.md").write_text(markdown(table))

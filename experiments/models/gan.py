@@ -50,10 +50,27 @@ share (5% to 15% for 10 classes), ``min_class_fraction`` / ``max_class_fraction`
 extremes; ``frechet_distance`` is the Fréchet distance between Gaussians fitted to the
 classifier's last hidden layer on the generated images and on the test split, reported beside
 ``frechet_train_test`` (the same distance between the train and the test split: what a
-perfect generator would reach, up to sampling noise).
+perfect generator would reach, up to sampling noise). In the same features
+(``genjax.eval``): ``kid_classifier`` (the kernel inception distance of Bińkowski et al.,
+2018: the unbiased cubic-kernel MMD^2, the mean over 100 subsets of up to 1,000 rows,
+``kid_std_classifier`` their spread; not scaled by 1000), and ``precision_classifier`` /
+``recall_classifier`` (Kynkäänniemi et al., 2019) and ``density_classifier`` /
+``coverage_classifier`` (Naeem et al., 2020), all with k = 3 and on equal numbers of real and
+generated rows (the first as many generated images as the test split has); the same against
+the train split under ``<name>_train_test``.
+
+A class-conditional GAN (``--set model.conditional=true``, on a labelled set) is sampled
+with the classes ``i mod K`` and also reports ``conditional_accuracy`` (the share of samples
+the classifier puts in their requested class), ``class_conditional_accuracy`` (per class),
+and ``class_precision_classifier`` / ``class_recall_classifier``: each class's samples
+against the test examples of that class (k = 3, equal numbers of rows).
+
+    python -m experiments.train --model gan --dataset digits --workdir runs/cgan-digits \
+        --set model.conditional=true
 
 Figures: for 2-D data, the samples over the true modes with the discriminator's ``D(x)`` as
-a background, every ``train.eval_every`` steps (``snapshots/step_XXXXXX.png``) and at the end
+a background (a conditional model's ``D(x, y)`` at the mode nearest to ``x``), every
+``train.eval_every`` steps (``snapshots/step_XXXXXX.png``) and at the end
 (``samples.png``), and the mode statistics over training (``mode_coverage.png``); for
 images, a sample grid and the class histogram; for both, the training curves of both players.
 """
@@ -75,7 +92,14 @@ from genjax._checks import check_int
 from genjax.config import ConfigError, DataConfig, OptimizerConfig, RunConfig
 from genjax.data import MIXTURES
 from genjax.data.synthetic import mode_statistics
-from genjax.eval import ClassifierConfig, frechet_distance, train_classifier
+from genjax.eval import (
+    ClassifierConfig,
+    density_coverage,
+    frechet_distance,
+    kernel_inception_distance,
+    precision_recall,
+    train_classifier,
+)
 from genjax.models import gan
 
 
@@ -185,7 +209,11 @@ def _surface_figure(model, spec, params, model_state, samples, path, title) -> N
     axis = np.linspace(-lim, lim, 121, dtype=np.float32)
     gx, gy = np.meshgrid(axis, axis)
     points = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    d = np.asarray(_surface_fn(model)(params[gan.DISC], model_state, jnp.asarray(points)))
+    labels = None
+    if model.config.conditional:  # D(x, y) at the class (mode) nearest to x
+        labels = np.argmin(np.linalg.norm(points[:, None] - spec.means[None], axis=-1), axis=1)
+    d = _surface_fn(model)(params[gan.DISC], model_state, jnp.asarray(points), labels)
+    d = np.asarray(d)
     # A probability for the logistic losses; a score on its own scale for the others.
     probability = model.config.loss in ("minimax", "non_saturating")
     viz.field_scatter(
@@ -232,6 +260,54 @@ def _mixture_evaluate(ctx: EvalContext, spec) -> dict:
     return metrics
 
 
+#: The neighbour rank of precision / recall and density / coverage (Kynkäänniemi et al., 2019).
+_K = 3
+
+
+def _neighbour_metrics(real, generated, name: str) -> dict:
+    """Improved precision / recall and density / coverage (k = 3) of ``generated`` against
+    ``real`` features ``[N, D]``, on equal numbers of rows (the first ``min(N, M)`` of each),
+    as in the papers; keyed ``<metric>_<name>``."""
+    size = min(len(real), len(generated))
+    real, generated = real[:size], generated[:size]
+    pr = precision_recall(real, generated, k=_K)
+    dc = density_coverage(real, generated, k=_K)
+    values = {"precision": pr.precision, "recall": pr.recall}
+    values.update(density=dc.density, coverage=dc.coverage)
+    return {f"{metric}_{name}": float(v) for metric, v in values.items()}
+
+
+def _feature_metrics(real, generated, rng, name: str) -> dict:
+    """The kernel inception distance (cubic-kernel MMD^2, 100 subsets of up to 1000 rows;
+    Bińkowski et al., 2018) and :func:`_neighbour_metrics` of ``generated`` against ``real``
+    features, keyed ``<metric>_<name>`` (``kid_std_<name>``: the spread over subsets)."""
+    kid = kernel_inception_distance(real, generated, rng)
+    return {
+        f"kid_{name}": float(kid.mean),
+        f"kid_std_{name}": float(kid.std),
+        **_neighbour_metrics(real, generated, name),
+    }
+
+
+def _conditional_metrics(classifier, labels, predicted, gen_features, test_features, test_labels):
+    """A conditional model's ``conditional_accuracy`` (the share of samples the classifier
+    puts in their requested class), per class, and each class's precision / recall against
+    the test examples of that class (classifier features)."""
+    k = classifier.num_classes
+    per_class = [
+        _neighbour_metrics(test_features[test_labels == c], gen_features[labels == c], "classifier")
+        for c in range(k)
+    ]
+    return {
+        "conditional_accuracy": float(np.mean(predicted == labels)),
+        "class_conditional_accuracy": [
+            float(np.mean(predicted[labels == c] == c)) for c in range(k)
+        ],
+        "class_precision_classifier": [m["precision_classifier"] for m in per_class],
+        "class_recall_classifier": [m["recall_classifier"] for m in per_class],
+    }
+
+
 def _image_evaluate(ctx: EvalContext) -> dict:
     config, e = ctx.config, ctx.config.evaluation
     spec = dataclasses.replace(config.data.preprocess(), flatten=True)
@@ -240,15 +316,22 @@ def _image_evaluate(ctx: EvalContext) -> dict:
     )
     classifier.save(ctx.workdir / "classifier")
     n = e.image_samples
-    samples = np.asarray(ctx.objective.sample(ctx.params, ctx.model_state, ctx.rng, n))
-    samples = samples.reshape(n, -1)
+    conditional = ctx.objective.config.conditional
     k = classifier.num_classes
-    fractions = np.bincount(classifier.predict(samples), minlength=k) / n
+    if conditional:
+        labels = np.arange(n) % k
+        samples = ctx.objective.sample(ctx.params, ctx.model_state, ctx.rng, n, labels=labels)
+    else:
+        samples = ctx.objective.sample(ctx.params, ctx.model_state, ctx.rng, n)
+    samples = np.asarray(samples).reshape(n, -1)
+    predicted = classifier.predict(samples)
+    fractions = np.bincount(predicted, minlength=k) / n
     test_x = classifier.inputs(ctx.test)
     test_labels = np.asarray(ctx.test.features["label"])
     train_x = classifier.inputs(ctx.train)
     gen_features = classifier.features(samples)
     test_features = classifier.features(test_x)
+    train_features = classifier.features(train_x)
     metrics = {
         "class_coverage": int(np.sum((fractions >= 0.5 / k) & (fractions <= 1.5 / k))),
         "num_classes": int(k),
@@ -256,15 +339,28 @@ def _image_evaluate(ctx: EvalContext) -> dict:
         "max_class_fraction": float(fractions.max()),
         "class_fractions": [float(f) for f in fractions],
         "frechet_distance": frechet_distance(gen_features, test_features),
-        "frechet_train_test": frechet_distance(classifier.features(train_x), test_features),
+        "frechet_train_test": frechet_distance(train_features, test_features),
         "classifier_test_accuracy": classifier.accuracy(test_x, test_labels),
     }
+    # KID, precision / recall, density / coverage in the same features; "_train_test": the
+    # train split against the test split, what a perfect generator would reach.
+    kid_rng = jax.random.fold_in(ctx.rng, 1)
+    metrics.update(_feature_metrics(test_features, gen_features, kid_rng, "classifier"))
+    reference = _feature_metrics(test_features, train_features, kid_rng, "classifier")
+    metrics.update({f"{name}_train_test": v for name, v in reference.items()})
+    if conditional:
+        metrics.update(
+            _conditional_metrics(
+                classifier, labels, predicted, gen_features, test_features, test_labels
+            )
+        )
     if ctx.info.image_shape is not None:
+        title = "samples (EMA generator)" if ctx.objective.config.ema_decay else "samples"
         viz.image_grid(
-            samples[:64].reshape(-1, *ctx.info.image_shape),
+            samples[: 10 * k if conditional else 64].reshape(-1, *ctx.info.image_shape),
             ctx.figures / "samples.png",
-            ncols=8,
-            title="samples (EMA generator)" if ctx.objective.config.ema_decay else "samples",
+            ncols=k if conditional else 8,
+            title=f"{title}, class i in column i" if conditional else title,
         )
     viz.bars(
         {str(c): float(f) for c, f in enumerate(fractions)},
@@ -331,7 +427,18 @@ SPEC = ModelSpec(
     description="GAN: mode coverage on ring8/grid25, class coverage and Fréchet distance on images",
     configs={"ring8": _ring8, "grid25": _grid25, "digits": _digits, "mnist": _mnist},
     evaluate=evaluate,
-    metric_names=("modes_captured", "high_quality_fraction", "class_coverage", "frechet_distance"),
+    metric_names=(
+        "modes_captured",
+        "high_quality_fraction",
+        "class_coverage",
+        "frechet_distance",
+        "kid_classifier",
+        "precision_classifier",
+        "recall_classifier",
+        "density_classifier",
+        "coverage_classifier",
+        "conditional_accuracy",
+    ),
     eval_cls=GANEval,
     eval_during=eval_during,
     snapshot=snapshot,

@@ -18,6 +18,8 @@ from genjax.eval.classifier import train_classifier as train_classifier
 from genjax.eval.frechet import fit_gaussian as fit_gaussian
 from genjax.eval.frechet import frechet_distance as frechet_distance
 from genjax.eval.frechet import gaussian_frechet_distance as gaussian_frechet_distance
+from genjax.eval.inception import InceptionV3 as InceptionV3
+from genjax.eval.inception import inception_features as inception_features
 from genjax.eval.likelihood import iwae_log_likelihood as iwae_log_likelihood
 from genjax.eval.likelihood import mean_and_stderr as mean_and_stderr
 from genjax.eval.sample_metrics import DensityCoverage as DensityCoverage

@@ -87,6 +87,21 @@ Architectures (``GANConfig.architecture``):
   the library's blocks leave out; ``generator_norm`` / ``discriminator_norm`` offer layer or
   group normalisation instead.
 
+Class-conditional GAN (``GANConfig.conditional``; Mirza & Osindero, 2014, with the projection
+discriminator of Miyato & Koyama, 2018), on data with ``info.num_classes = K >= 2`` classes
+whose batches carry ``"label"`` (int ``[B]``):
+
+* generator ``G(z, y)``: the network above reads ``[z, E y]``, ``z`` concatenated with a
+  learned class embedding ``E`` (``K x embedding_dim``);
+* discriminator ``D(x, y) = w . phi(x) + b + V[y] . phi(x)`` (Miyato & Koyama, 2018, eq. 3),
+  ``phi(x)`` its last hidden layer (activated; the flattened feature map of the DCGAN) and
+  ``V`` a learned ``K x F`` class embedding. It is the logit of the optimal discriminator
+  when ``log p_data(y|x) / p_g(y|x)`` is linear in ``phi`` (the paper's derivation);
+* in both players' objectives the generated examples take the real batch's labels, so the
+  classes are drawn as often as in the data; the gradient penalties differentiate
+  ``D(., y)`` at the examples' own labels. ``sample(..., labels)`` asks for classes
+  (``labels=None``: ``i mod K``, an equal share of each).
+
 The hyper-parameters are a :class:`GANConfig`; ``config.objective(info)`` builds them for
 data of ``info.shape`` into a :class:`GANObjective`, whose ``model`` (a :class:`GAN`: the
 config and the data shape) is what the module's functions take first. In the engine
@@ -113,6 +128,8 @@ References:
   I. Gulrajani, F. Ahmed, M. Arjovsky, V. Dumoulin, A. Courville, "Improved Training of
   Wasserstein GANs", NeurIPS 2017.
   X. Mao et al., "Least Squares Generative Adversarial Networks", ICCV 2017.
+  M. Mirza, S. Osindero, "Conditional Generative Adversarial Nets", arXiv:1411.1784, 2014.
+  T. Miyato, M. Koyama, "cGANs with Projection Discriminator", ICLR 2018.
 """
 
 from __future__ import annotations
@@ -129,7 +146,14 @@ import jax.numpy as jnp
 import optax
 
 from genjax import losses as L
-from genjax._checks import check_choice, check_float, check_int, check_shape, is_int
+from genjax._checks import (
+    check_choice,
+    check_float,
+    check_int,
+    check_shape,
+    is_concrete,
+    is_int,
+)
 from genjax.models.base import DataInfo, ModelConfig, Objective, OptimizerFactory
 from genjax.nn import ACTIVATIONS, MLP, NORMS, ConvDecoder, ConvEncoder, check_image_shape
 from genjax.task import Player, Task
@@ -233,6 +257,9 @@ class GANConfig(ModelConfig):
       ema_decay: EMA decay in [0, 1) of the generator's weights used for sampling (0 = no EMA).
       d_learning_rate: the discriminator's learning rate in run_task (none = the optimizer's).
       g_learning_rate: the generator's learning rate in run_task (none = the optimizer's).
+      conditional: a class-conditional GAN on the data's labels: z concatenated with a class
+        embedding in the generator, a projection discriminator (Miyato & Koyama, 2018).
+      embedding_dim: width of the generator's class embedding (conditional only).
 
     Training a small GAN on 2-D points for two steps, from the library alone::
 
@@ -279,6 +306,8 @@ class GANConfig(ModelConfig):
     ema_decay: float = 0.999
     d_learning_rate: float | None = None
     g_learning_rate: float | None = None
+    conditional: bool = False
+    embedding_dim: int = 32
 
     def __post_init__(self):
         label = self._label
@@ -292,8 +321,10 @@ class GANConfig(ModelConfig):
         for name in ("generator_norm", "discriminator_norm"):
             check_choice(label(name), getattr(self, name), NORMS)
         check_int(label("kernel_size"), self.kernel_size)
-        if not isinstance(self.spectral_norm, bool):
-            raise ValueError(f"{label('spectral_norm')} must be a bool, got {self.spectral_norm!r}")
+        for name in ("spectral_norm", "conditional"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{label(name)} must be a bool, got {getattr(self, name)!r}")
+        check_int(label("embedding_dim"), self.embedding_dim)
         if self.loss not in LOSSES:
             raise ValueError(
                 f"{label('loss')} must be one of {', '.join(LOSSES)}, got {self.loss!r}"
@@ -373,15 +404,31 @@ class GAN:
       data_shape: shape of one example: ``(2,)`` for 2-D points, ``(D,)`` flattened images,
         ``(H, W, C)`` images (``"dcgan"`` needs this form, with ``H`` and ``W`` multiples of
         ``2^n``, ``n`` the number of stages).
+      num_classes: the number ``K >= 2`` of label classes of a conditional GAN
+        (``config.conditional``); None for an unconditional one.
     """
 
     config: GANConfig
     data_shape: tuple[int, ...]
+    num_classes: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.config, GANConfig):
             raise ValueError(f"GAN.config must be a GANConfig, got {type(self.config).__name__}")
         object.__setattr__(self, "data_shape", _check_data_shape(self.config, self.data_shape))
+        k = self.num_classes
+        if self.config.conditional:
+            if not is_int(k) or k < 2:
+                raise ValueError(
+                    f"{self.config._label('conditional')}=True needs labelled data with "
+                    f"num_classes >= 2, got num_classes={k!r}"
+                )
+            object.__setattr__(self, "num_classes", int(k))
+        elif k is not None:
+            raise ValueError(
+                f"GAN.num_classes must be None for an unconditional GAN "
+                f"({self.config._label('conditional')}=False), got {k!r}"
+            )
 
     @property
     def data_size(self) -> int:
@@ -412,7 +459,8 @@ class GANObjective(Objective):
     model: GAN = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "model", GAN(self.config, self.info.shape))
+        classes = self.info.num_classes if self.config.conditional else None
+        object.__setattr__(self, "model", GAN(self.config, self.info.shape, classes))
 
     # The engine's functions. -------------------------------------------------------------
 
@@ -479,20 +527,28 @@ class GANObjective(Objective):
 
     # The model's functions on the engine's parameters. -------------------------------------
 
-    def sample(self, params: Mapping[str, Any], model_state: Any, rng: jax.Array, n: int):
+    def sample(
+        self, params: Mapping[str, Any], model_state: Any, rng: jax.Array, n: int, labels=None
+    ):
         """``n`` samples ``[n, *info.shape]`` from the generator's EMA weights when the model
-        keeps an EMA (``ema_decay > 0``), else from its raw weights."""
+        keeps an EMA (``ema_decay > 0``), else from its raw weights; a conditional model's
+        of the classes ``labels`` (int ``[n]``; None: ``arange(n) % K``, see :func:`sample`)."""
         variables = sampling_variables(self.model, params, model_state)
-        return sample(self.model, variables, rng, n)
+        return sample(self.model, variables, rng, n, labels)
 
-    def sample_raw(self, params: Mapping[str, Any], model_state: Any, rng: jax.Array, n: int):
+    def sample_raw(
+        self, params: Mapping[str, Any], model_state: Any, rng: jax.Array, n: int, labels=None
+    ):
         """``n`` samples from the generator's raw (non-EMA) weights."""
         del model_state
-        return sample(self.model, params[GEN], rng, n)
+        return sample(self.model, params[GEN], rng, n, labels)
 
-    def discriminate(self, params: Mapping[str, Any], model_state: Any, x: Any) -> jax.Array:
-        """``D(x)`` on the scale of the loss, ``[B]`` (:func:`discriminate`)."""
-        return discriminate(self.model, params[DISC], model_state, jnp.asarray(x))
+    def discriminate(
+        self, params: Mapping[str, Any], model_state: Any, x: Any, labels=None
+    ) -> jax.Array:
+        """``D(x)`` (``D(x, y)`` of a conditional model) on the scale of the loss, ``[B]``
+        (:func:`discriminate`)."""
+        return discriminate(self.model, params[DISC], model_state, jnp.asarray(x), labels)
 
     def functions(self) -> tuple[str, ...]:
         return (*super().functions(), "sample_raw", "discriminate")
@@ -504,7 +560,9 @@ class GANObjective(Objective):
 
 
 class Generator(nn.Module):
-    """``z [B, latent_dim] -> x [B, *data_shape]`` (see the module docstring).
+    """``z [B, latent_dim] -> x [B, *data_shape]`` (see the module docstring); a conditional
+    model's ``(z, y) -> x``, the network reading ``[z, E y]`` (``E`` a learned ``K x
+    embedding_dim`` class embedding, ``y`` int ``[B]``).
 
     Attributes:
       model: the :class:`GAN` description.
@@ -513,10 +571,14 @@ class Generator(nn.Module):
     model: GAN
 
     @nn.compact
-    def __call__(self, z: jax.Array) -> jax.Array:
+    def __call__(self, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
         m, c = self.model, self.model.config
         if jnp.ndim(z) != 2 or jnp.shape(z)[1] != c.latent_dim:
             raise ValueError(f"z must have shape [B, {c.latent_dim}], got {jnp.shape(z)}")
+        labels = _check_labels(m, labels, z.shape[0], "Generator")
+        if labels is not None:
+            embedding = nn.Embed(m.num_classes, c.embedding_dim, name="embed")(labels)
+            z = jnp.concatenate([z, embedding.astype(z.dtype)], axis=1)
         if c.architecture == "mlp":
             out = MLP(
                 (*c.generator_features, m.data_size), activation=c.generator_activation, name="mlp"
@@ -538,27 +600,54 @@ class _DiscriminatorNet(nn.Module):
     model: GAN
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, labels: jax.Array | None = None) -> jax.Array:
         c = self.model.config
+        if labels is not None:
+            return _projection(self.model, x, labels)
         if c.architecture == "mlp":
             h = x.reshape(x.shape[0], -1)
             out = MLP(
                 (*c.discriminator_features, 1), activation=c.discriminator_activation, name="mlp"
             )(h)
         else:
-            h = ConvEncoder(
-                c.discriminator_features,
-                kernel_size=c.kernel_size,
-                activation=c.discriminator_activation,
-                norm=c.discriminator_norm,
-                name="conv",
-            )(x)
-            out = nn.Dense(1, name="head")(h.reshape(h.shape[0], -1))
+            out = nn.Dense(1, name="head")(_features(self.model, x))
         return out[:, 0]
 
 
+def _features(model: GAN, x: jax.Array) -> jax.Array:
+    """The discriminator's features ``phi(x) [B, F]``: its last hidden layer (activated)."""
+    c = model.config
+    if c.architecture == "mlp":
+        return MLP(
+            c.discriminator_features,
+            activation=c.discriminator_activation,
+            activate_final=True,
+            name="mlp",
+        )(x.reshape(x.shape[0], -1))
+    h = ConvEncoder(
+        c.discriminator_features,
+        kernel_size=c.kernel_size,
+        activation=c.discriminator_activation,
+        norm=c.discriminator_norm,
+        name="conv",
+    )(x)
+    return h.reshape(h.shape[0], -1)
+
+
+def _projection(model: GAN, x: jax.Array, labels: jax.Array) -> jax.Array:
+    """The projection discriminator ``f(x, y) = w . phi(x) + b + V[y] . phi(x)`` (Miyato &
+    Koyama, 2018, eq. 3), ``[B]``, called from inside a compact module."""
+    phi = _features(model, x)
+    head = nn.Dense(1, name="head")(phi)[:, 0]
+    v = nn.Embed(model.num_classes, phi.shape[1], name="embed")(labels)
+    return head + jnp.sum(v.astype(phi.dtype) * phi, axis=1)
+
+
 class Discriminator(nn.Module):
-    """``x [B, *data_shape] -> logits [B]``, optionally spectrally normalised.
+    """``x [B, *data_shape] -> logits [B]``, optionally spectrally normalised; a conditional
+    model's is the projection discriminator ``(x, y) -> w . phi(x) + b + V[y] . phi(x)``
+    (Miyato & Koyama, 2018), ``phi`` the last hidden layer and ``V`` a learned ``K x F``
+    class embedding.
 
     With ``model.config.spectral_norm`` the whole network is wrapped in
     ``flax.linen.SpectralNorm``, which normalises each of its kernels (convolution kernels
@@ -572,17 +661,21 @@ class Discriminator(nn.Module):
     model: GAN
 
     @nn.compact
-    def __call__(self, x: jax.Array, update_stats: bool = False) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, labels: jax.Array | None = None, update_stats: bool = False
+    ) -> jax.Array:
         m = self.model
         if tuple(jnp.shape(x)[1:]) != m.data_shape or jnp.ndim(x) != len(m.data_shape) + 1:
             raise ValueError(
                 f"x must have shape [B, *data_shape] = [B, {', '.join(map(str, m.data_shape))}], "
                 f"got {tuple(jnp.shape(x))}"
             )
+        labels = _check_labels(m, labels, x.shape[0], "Discriminator")
         net = _DiscriminatorNet(m, name="net")
+        args = (x,) if labels is None else (x, labels)
         if m.config.spectral_norm:
-            return nn.SpectralNorm(net, name="sn")(x, update_stats=update_stats)
-        return net(x)
+            return nn.SpectralNorm(net, name="sn")(*args, update_stats=update_stats)
+        return net(*args)
 
 
 # --------------------------------------------------------------------------------------------
@@ -603,13 +696,46 @@ def _check_batch_x(model: GAN, batch: Mapping[str, Any], fn: str) -> jax.Array:
     return x
 
 
+def _check_labels(model: GAN, labels: Any, n: int, fn: str) -> jax.Array | None:
+    """``labels`` as int32 ``[n]`` in ``[0, K)`` for a conditional model (values checked when
+    concrete), None for an unconditional one; ``ValueError`` naming ``fn`` otherwise."""
+    if not model.config.conditional:
+        if labels is not None:
+            raise ValueError(
+                f"{fn}: labels were given to an unconditional GAN "
+                f"({model.config._label('conditional')}=False)"
+            )
+        return None
+    if labels is None:
+        raise ValueError(f"{fn}: a conditional GAN needs labels, int [{n}]")
+    y = jnp.asarray(labels)
+    if y.shape != (n,) or not jnp.issubdtype(y.dtype, jnp.integer):
+        raise ValueError(f"{fn}: labels must be int [{n}], got {y.dtype} {tuple(y.shape)}")
+    k = model.num_classes
+    if is_concrete(y) and y.size:
+        low, high = int(jnp.min(y)), int(jnp.max(y))
+        if low < 0 or high >= k:
+            raise ValueError(f"{fn}: labels must lie in [0, {k}), got values in [{low}, {high}]")
+    return y.astype(jnp.int32)
+
+
+def _batch_labels(model: GAN, batch: Mapping[str, Any], n: int, fn: str) -> jax.Array | None:
+    """``batch["label"]`` of a conditional model (checked), None for an unconditional one."""
+    if not model.config.conditional:
+        return None
+    if "label" not in batch:
+        raise ValueError(f'{fn}: a conditional GAN needs batch["label"], int [B]')
+    return _check_labels(model, batch["label"], n, fn)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _init_variables(model: GAN, rng: jax.Array):
     k_disc, k_gen = jax.random.split(rng)
     z = jnp.zeros((1, model.config.latent_dim), jnp.float32)
     x = jnp.zeros((1, *model.data_shape), jnp.float32)
-    gen = model.generator().init(k_gen, z)
-    disc = model.discriminator().init(k_disc, x)
+    labels = jnp.zeros((1,), jnp.int32) if model.config.conditional else None
+    gen = model.generator().init(k_gen, z, labels)
+    disc = model.discriminator().init(k_disc, x, labels)
     return disc, gen
 
 
@@ -619,7 +745,8 @@ def init(model: GAN, rng: jax.Array, example_batch: Mapping[str, Any]) -> dict[s
     Args:
       model: the :class:`GAN` (``functools.partial(init, model)`` is the engine's init).
       rng: a ``jax.random`` key.
-      example_batch: ``{"x": [B, *data_shape]}`` (only the shape is used).
+      example_batch: ``{"x": [B, *data_shape]}`` (only the shape is used; a conditional
+        model's also holds ``"label"``, int ``[B]``).
     """
     _check_batch_x(model, example_batch, "gan.init")
     disc, gen = _init_variables(model, rng)
@@ -651,9 +778,12 @@ def sample_latent(model: GAN, rng: jax.Array, n: int) -> jax.Array:
     return jax.random.normal(rng, (n, model.config.latent_dim), jnp.float32)
 
 
-def generate(model: GAN, gen_variables: Mapping[str, Any], z: jax.Array) -> jax.Array:
-    """``G(z)``: ``z [B, latent_dim] -> [B, *data_shape]``."""
-    return model.generator().apply({"params": gen_variables["params"]}, z)
+def generate(
+    model: GAN, gen_variables: Mapping[str, Any], z: jax.Array, labels: jax.Array | None = None
+) -> jax.Array:
+    """``G(z)``: ``z [B, latent_dim] -> [B, *data_shape]``; ``G(z, y)`` with ``labels`` int
+    ``[B]`` for a conditional model."""
+    return model.generator().apply({"params": gen_variables["params"]}, z, labels)
 
 
 def _sn_variables(model: GAN, disc_variables, model_state) -> dict[str, Any]:
@@ -664,35 +794,50 @@ def _sn_variables(model: GAN, disc_variables, model_state) -> dict[str, Any]:
 
 
 def discriminator_logits(
-    model: GAN, disc_variables: Mapping[str, Any], model_state: Mapping[str, Any], x: jax.Array
+    model: GAN,
+    disc_variables: Mapping[str, Any],
+    model_state: Mapping[str, Any],
+    x: jax.Array,
+    labels: jax.Array | None = None,
 ) -> jax.Array:
-    """Discriminator logits ``[B]`` of ``x [B, *data_shape]`` (the power-iteration vectors in
-    ``model_state["sn"]`` are read, not advanced). ``D(x) = sigmoid(logits)``."""
-    return model.discriminator().apply(_sn_variables(model, disc_variables, model_state), x)
+    """Discriminator logits ``[B]`` of ``x [B, *data_shape]`` (of ``(x, labels)``, ``labels``
+    int ``[B]``, for a conditional model; the power-iteration vectors in ``model_state["sn"]``
+    are read, not advanced). ``D(x) = sigmoid(logits)``."""
+    variables = _sn_variables(model, disc_variables, model_state)
+    return model.discriminator().apply(variables, x, labels)
 
 
 def discriminate(
-    model: GAN, disc_variables: Mapping[str, Any], model_state: Mapping[str, Any], x: jax.Array
+    model: GAN,
+    disc_variables: Mapping[str, Any],
+    model_state: Mapping[str, Any],
+    x: jax.Array,
+    labels: jax.Array | None = None,
 ) -> jax.Array:
     """``D(x)`` on the scale of the model's loss, ``[B]``: ``sigmoid(logits)`` (the probability
     that ``x`` is real) for ``"minimax"`` and ``"non_saturating"``, the raw output for the
     others (a score for ``"hinge"`` and ``"wgan_gp"``; for ``"least_squares"`` a value whose
     optimum is ``p_data / (p_data + p_g)``)."""
-    logits = discriminator_logits(model, disc_variables, model_state, x)
+    logits = discriminator_logits(model, disc_variables, model_state, x, labels)
     return jax.nn.sigmoid(logits) if model.config.loss in _LOGISTIC else logits
 
 
 def r1_penalty(
-    model: GAN, disc_variables: Mapping[str, Any], model_state: Mapping[str, Any], x: jax.Array
+    model: GAN,
+    disc_variables: Mapping[str, Any],
+    model_state: Mapping[str, Any],
+    x: jax.Array,
+    labels: jax.Array | None = None,
 ) -> jax.Array:
-    """``||grad_x D_logit(x)||^2`` per example, ``[B]`` (Mescheder et al., 2018, eq. 9).
+    """``||grad_x D_logit(x)||^2`` per example, ``[B]`` (Mescheder et al., 2018, eq. 9); a
+    conditional model's ``||grad_x D_logit(x, y)||^2`` at the examples' own labels.
 
     The examples do not interact in the discriminator, so the gradient of the summed logits
     with respect to the batch holds each example's own input gradient.
     """
 
     def total(inputs):
-        return jnp.sum(discriminator_logits(model, disc_variables, model_state, inputs))
+        return jnp.sum(discriminator_logits(model, disc_variables, model_state, inputs, labels))
 
     grads = jax.grad(total)(x)
     return jnp.sum(jnp.square(grads).reshape(x.shape[0], -1), axis=1)
@@ -731,11 +876,14 @@ def discriminator_objective(
       with ``r1_gamma > 0``, ``r1`` (mean squared input-gradient norm on real data; 0 after
       the R1 phase).
     """
-    x = _check_batch_x(model, batch, "gan.discriminator_objective")
+    fn = "gan.discriminator_objective"
+    x = _check_batch_x(model, batch, fn)
     c = model.config
     b = x.shape[0]
+    labels = _batch_labels(model, batch, b, fn)
+    both_labels = None if labels is None else jnp.concatenate([labels, labels])
     z = sample_latent(model, rng, b)
-    fake = jax.lax.stop_gradient(generate(model, params[GEN], z)).astype(x.dtype)
+    fake = jax.lax.stop_gradient(generate(model, params[GEN], z, labels)).astype(x.dtype)
     both = jnp.concatenate([x, fake], axis=0)
     disc = model.discriminator()
     new_state = dict(model_state)
@@ -743,12 +891,13 @@ def discriminator_objective(
         logits, updates = disc.apply(
             _sn_variables(model, params[DISC], model_state),
             both,
+            both_labels,
             update_stats=True,
             mutable=["batch_stats"],
         )
         new_state["sn"] = updates["batch_stats"]
     else:
-        logits = disc.apply({"params": params[DISC]["params"]}, both)
+        logits = disc.apply({"params": params[DISC]["params"]}, both, both_labels)
     real_logits, fake_logits = logits[:b], logits[b:]
     d_loss, _ = _LOSS_FNS[c.loss]
     loss = jnp.mean(d_loss(real_logits, fake_logits))
@@ -763,7 +912,7 @@ def discriminator_objective(
     if c.loss == "wgan_gp":
 
         def critic(inputs):
-            return discriminator_logits(model, params[DISC], model_state, inputs)
+            return discriminator_logits(model, params[DISC], model_state, inputs, labels)
 
         gp_rng = jax.random.fold_in(rng, 1)
         gp = jnp.mean(L.gradient_penalty(critic, x, fake, gp_rng, c.gp_weight))
@@ -774,7 +923,8 @@ def discriminator_objective(
     if c.r1_gamma > 0:
 
         def penalty():
-            return jnp.mean(r1_penalty(model, params[DISC], model_state, x)).astype(loss.dtype)
+            r1 = r1_penalty(model, params[DISC], model_state, x, labels)
+            return jnp.mean(r1).astype(loss.dtype)
 
         if c.r1_steps > 0:
             # lax.cond runs one branch: no double backward pass once the phase is over.
@@ -805,11 +955,13 @@ def generator_objective(
       ``(loss, (metrics, model_state))``; metric ``d_fake`` (mean ``sigmoid(D(G(z)))``) for
       ``"minimax"`` and ``"non_saturating"``, ``fake_score`` (mean raw ``D(G(z))``) otherwise.
     """
-    x = _check_batch_x(model, batch, "gan.generator_objective")
+    fn = "gan.generator_objective"
+    x = _check_batch_x(model, batch, fn)
     c = model.config
+    labels = _batch_labels(model, batch, x.shape[0], fn)
     z = sample_latent(model, rng, x.shape[0])
-    fake = generate(model, params[GEN], z).astype(x.dtype)
-    logits = discriminator_logits(model, params[DISC], model_state, fake)
+    fake = generate(model, params[GEN], z, labels).astype(x.dtype)
+    logits = discriminator_logits(model, params[DISC], model_state, fake, labels)
     _, g_loss = _LOSS_FNS[c.loss]
     loss = jnp.mean(g_loss(logits))
     if c.loss in _LOGISTIC:
@@ -849,11 +1001,22 @@ def sampling_variables(
     return params[GEN]
 
 
-def sample(model: GAN, gen_variables: Mapping[str, Any], rng: jax.Array, n: int) -> jax.Array:
-    """``n`` samples ``G(z)``, ``z ~ N(0, I)``: ``[n, *data_shape]``."""
-    return _sample(model, gen_variables, rng, check_int("gan.sample: n", n))
+def sample(
+    model: GAN, gen_variables: Mapping[str, Any], rng: jax.Array, n: int, labels: Any = None
+) -> jax.Array:
+    """``n`` samples ``G(z)``, ``z ~ N(0, I)``: ``[n, *data_shape]``.
+
+    A conditional model's are ``G(z, y_i)`` of the classes ``labels`` (int ``[n]`` in
+    ``[0, K)``); with ``labels=None`` the classes cycle, ``y_i = i mod K``, an equal share
+    of each. An unconditional model takes no labels.
+    """
+    fn = "gan.sample"
+    n = check_int(f"{fn}: n", n)
+    if model.config.conditional and labels is None:
+        labels = jnp.arange(n, dtype=jnp.int32) % model.num_classes
+    return _sample(model, gen_variables, rng, n, _check_labels(model, labels, n, fn))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
-def _sample(model, gen_variables, rng, n):
-    return generate(model, gen_variables, sample_latent(model, rng, n))
+def _sample(model, gen_variables, rng, n, labels):
+    return generate(model, gen_variables, sample_latent(model, rng, n), labels)
