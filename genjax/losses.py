@@ -62,6 +62,7 @@ from jax.scipy.linalg import solve_triangular
 __all__ = [
     "bernoulli_log_likelihood",
     "codebook_perplexity",
+    "cosine_vector_quantize",
     "discriminator_loss",
     "elbo",
     "gan_value",
@@ -74,6 +75,7 @@ __all__ = [
     "hinge_discriminator_loss",
     "hinge_generator_loss",
     "iwae_bound",
+    "l2_normalize",
     "least_squares_discriminator_loss",
     "least_squares_generator_loss",
     "ppca_log_likelihood",
@@ -1065,6 +1067,52 @@ def vector_quantize(z_e: Any, codebook: Any) -> tuple[jax.Array, jax.Array]:
     z_e = z_e.astype(out_dtype)
     z_q_st = lax.stop_gradient(z_q) + (z_e - lax.stop_gradient(z_e))
     return z_q_st, indices
+
+
+def l2_normalize(x: Any, epsilon: float = 1e-6) -> jax.Array:
+    """``x / max(||x||, epsilon)`` over the last axis, in float32 or wider.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> L.l2_normalize(jnp.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+      [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    """
+    _check_min_rank("l2_normalize", "x", x, 1, "[..., D]")
+    x = jnp.asarray(x)
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    norm_sq = jnp.sum(jnp.square(x), axis=-1, keepdims=True)
+    return x * lax.rsqrt(jnp.maximum(norm_sq, jnp.asarray(epsilon, x.dtype) ** 2))
+
+
+def cosine_vector_quantize(z_e: Any, codebook: Any) -> tuple[jax.Array, jax.Array]:
+    """Nearest code by cosine similarity, in the l2-normalised space (Yu et al., 2022,
+    "Vector-quantized Image Modeling with Improved VQGAN", ViT-VQGAN).
+
+    ``k = argmax_j cos(z, e_j)``; on unit vectors ``||z^ - e^_j||^2 = 2 - 2 cos``, so this is
+    :func:`vector_quantize` of ``z^ = l2_normalize(z_e)`` against ``l2_normalize(codebook)``
+    (one matmul, float32 distances). The first output is ``e^_k`` with the straight-through
+    gradient of ``z^`` (so the encoder's gradient passes through the normalisation).
+
+    Args:
+      z_e: ``[..., D]`` float vectors (e.g. projected encoder outputs).
+      codebook: ``[K, D]`` float code vectors (any norm; zero rows stay zero).
+
+    Returns:
+      ``(z_q_st, indices)``: float32 ``z_e.shape`` unit vectors and int32 ``z_e.shape[:-1]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from genjax import losses as L
+      >>> codebook = jnp.array([[1.0, 0.0], [0.0, 5.0], [-3.0, 0.0]])
+      >>> z_q, indices = L.cosine_vector_quantize(jnp.array([[10.0, 1.0], [0.1, 0.2]]), codebook)
+      >>> indices, z_q.tolist()
+      (Array([0, 1], dtype=int32), [[1.0, 0.0], [0.0, 1.0]])
+    """
+    fn = "cosine_vector_quantize"
+    _check_min_rank(fn, "z_e", z_e, 1, "[..., D]")
+    _check_rank(fn, "codebook", codebook, 2, "[K, D]")
+    return vector_quantize(l2_normalize(z_e), l2_normalize(codebook))
 
 
 def _check_vq_pair(fn: str, z_e: Any, z_q: Any) -> None:

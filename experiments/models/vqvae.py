@@ -56,13 +56,11 @@ import numpy as np
 
 from experiments.models import schedule
 from experiments.registry import DataInfo, EvalContext, ModelSpec
-from genjax import losses as L
 from genjax import viz
 from genjax._checks import is_int
 from genjax.config import ConfigError, DataConfig, OptimizerConfig, RunConfig
 from genjax.data import preprocess
 from genjax.eval.classifier import train_classifier
-from genjax.models import vqvae as V
 from genjax.models.vqvae import VQVAEConfig, VQVAEObjective
 from genjax.train import fit
 
@@ -106,7 +104,10 @@ class VQVAEEval:
 
 
 def variant_name(m: VQVAEConfig) -> str:
-    """The name of a configuration's codebook setting in :data:`VARIANTS` terms."""
+    """The name of a configuration's codebook setting in :data:`VARIANTS` terms (``fsq`` or
+    ``rvq`` for those quantizers)."""
+    if m.quantizer != "vq":
+        return m.quantizer
     if m.rule == "loss":
         return "plain"
     return "ema_restart" if m.restart_after else "ema"
@@ -199,12 +200,17 @@ def _codes_and_reconstructions(objective: VQVAEObjective, params, model_state, x
     )
 
 
-def code_metrics(indices: np.ndarray, recon: np.ndarray, x: np.ndarray, K: int) -> dict:
-    """``recon_mse``, ``code_usage`` and ``perplexity`` of a split's code maps."""
+def code_metrics(
+    objective: VQVAEObjective, indices: np.ndarray, recon: np.ndarray, x: np.ndarray
+) -> dict:
+    """``recon_mse``, ``code_usage`` and ``perplexity`` of a split's code maps (over the
+    quantizer's codes: FSQ's whole grid, RVQ's levels averaged; see
+    :func:`genjax.models.vqvae.code_statistics`)."""
+    stats = objective.code_statistics(jnp.asarray(indices))
     return {
         "recon_mse": float(np.mean(np.square(np.asarray(recon) - np.asarray(x)))),
-        "code_usage": float(V.code_usage(jnp.asarray(indices), K)),
-        "perplexity": float(L.codebook_perplexity(jnp.asarray(indices), K)),
+        "code_usage": float(stats["code_usage"]),
+        "perplexity": float(stats["perplexity"]),
     }
 
 
@@ -214,7 +220,7 @@ def eval_during(config: RunConfig, objective: VQVAEObjective, test):
 
     def evaluate(params, model_state):
         idx, recon = _codes_and_reconstructions(objective, params, model_state, x_test)
-        metrics = code_metrics(idx, recon, x_test, objective.config.num_codes)
+        metrics = code_metrics(objective, idx, recon, x_test)
         metrics["prior_bits_per_code"] = float(bits(params, None, idx.reshape(len(idx), -1)))
         return metrics
 
@@ -287,7 +293,14 @@ def _train_variant(ctx: EvalContext, name: str):
     config, m = ctx.config, ctx.config.model_config
     rule, restart = VARIANTS[name]
     restart_after = (m.restart_after or _DEFAULT_RESTART) if restart else 0
-    variant = dataclasses.replace(m, rule=rule, restart_after=restart_after, prior_steps=0)
+    variant = dataclasses.replace(
+        m,
+        quantizer="vq",
+        quantizer_dropout=False,
+        rule=rule,
+        restart_after=restart_after,
+        prior_steps=0,
+    )
     objective = variant.objective(ctx.info)
     steps = vq_steps(config)
     train_config = dataclasses.replace(
@@ -332,12 +345,12 @@ def evaluate(ctx: EvalContext) -> dict:
         np.asarray(_split_x(config, ctx.train)),
         np.asarray(_split_x(config, ctx.test)),
     )
-    K = m.num_codes
+    K = objective.prior_model.num_codes
     seq_len = objective.prior_model.seq_len
 
     idx_test, recon_test = _codes_and_reconstructions(objective, params, model_state, x_test)
     idx_train, _ = _codes_and_reconstructions(objective, params, model_state, x_train)
-    metrics = code_metrics(idx_test, recon_test, x_test, K)
+    metrics = code_metrics(objective, idx_test, recon_test, x_test)
     bits = jax.jit(objective.prior_bits_per_code)
     metrics["prior_bits_per_code"] = float(bits(params, None, idx_test.reshape(-1, seq_len)))
     metrics["prior_train_bits_per_code"] = float(bits(params, None, idx_train.reshape(-1, seq_len)))
@@ -372,8 +385,8 @@ def evaluate(ctx: EvalContext) -> dict:
             continue
         v_objective, v_params, v_state = _train_variant(ctx, name)
         v_idx, v_recon = _codes_and_reconstructions(v_objective, v_params, v_state, x_test)
-        table[name] = code_metrics(v_idx, v_recon, x_test, K)
-        histograms[name] = np.bincount(v_idx.reshape(-1), minlength=K)
+        table[name] = code_metrics(v_objective, v_idx, v_recon, x_test)
+        histograms[name] = np.bincount(v_idx.reshape(-1), minlength=v_objective.config.num_codes)
     for name, row in table.items():
         metrics.update({f"{name}_{k}": v for k, v in row.items()})
     (ctx.workdir / "comparison.json").write_text(

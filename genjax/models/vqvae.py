@@ -87,6 +87,7 @@ functions take ``(model, params, state, ...)``, the codebook state third
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -104,12 +105,15 @@ from genjax._checks import check_choice, check_float, check_int, is_int
 from genjax.models import prior as P
 from genjax.models.base import DataInfo, ModelConfig, Objective, OptimizerFactory
 from genjax.nn import MLP, Conv, ConvDecoder, ConvEncoder, check_image_shape
+from genjax.nn import fsq as F
+from genjax.nn import rvq as R
 from genjax.nn.residual import ResidualStack
 from genjax.task import SINGLE, Player, Task
 
 __all__ = [
     "ARCHS",
     "INITS",
+    "QUANTIZERS",
     "RULES",
     "VQVAE",
     "CodebookState",
@@ -118,6 +122,7 @@ __all__ = [
     "VQVAELoss",
     "VQVAEObjective",
     "batch_statistics",
+    "code_statistics",
     "code_usage",
     "codebook",
     "decode_indices",
@@ -132,6 +137,7 @@ __all__ = [
     "restart_dead_codes",
     "unpack_vectors",
     "update_codebook_state",
+    "update_residual_state",
 ]
 
 #: Codebook-update rules: the codebook loss, or exponential moving averages.
@@ -140,6 +146,8 @@ RULES = ("loss", "ema")
 INITS = ("random", "sample", "kmeans++")
 #: Encoder/decoder pairs.
 ARCHS = ("conv", "mlp")
+#: Quantizers: nearest code (optionally cosine, projected), finite scalar, residual.
+QUANTIZERS = ("vq", "fsq", "rvq")
 
 _PRIORITY_BITS = 15  # packed priorities stay below 2^15, so the packed int32 is >= 0
 
@@ -459,6 +467,73 @@ def update_codebook_state(
     return new, stats
 
 
+def update_residual_state(
+    state: CodebookState,
+    residuals: Any,
+    indices: Any,
+    rng: jax.Array,
+    num_active: Any = None,
+    *,
+    decay: float,
+    restart_after: int = 0,
+) -> tuple[CodebookState, dict[str, jax.Array]]:
+    """:func:`update_codebook_state` for each level of a residual quantizer.
+
+    The per-code fields carry a leading level axis (``cluster_size [N, K]``, ``embed_sum
+    [N, K, d]``, ``last_used [N, K]``, ``reservoir [N, R, d]``); ``step``, ``restarts``,
+    ``key`` and ``data_variance`` are shared. Level ``l`` is updated from the residuals it saw,
+    with its own key ``split(key)[l]`` for the restart choices (drawn from the shared key, so
+    identical on every device). A dropped level (``l >= num_active``) keeps its statistics and
+    its codes do not age (``last_used + 1``), so dropout alone never restarts a code.
+
+    Args:
+      state: the residual quantizer's state.
+      residuals: ``[N, ..., d]`` float, what each level quantized.
+      indices: int ``[..., N]``, the codes each level chose.
+      rng: key for the reservoirs' fresh draws.
+      num_active: int scalar, the levels used by this batch (``None``: all).
+      decay, restart_after: as in :func:`update_codebook_state`.
+
+    Returns:
+      ``(new_state, stats)`` with ``restarted`` summed and ``dead`` averaged over the levels.
+    """
+    levels = state.last_used.shape[0]
+    active = jnp.arange(levels) < (levels if num_active is None else num_active)
+    level_key, next_key = jax.random.split(state.key)
+    per_level = state.replace(
+        step=jnp.broadcast_to(state.step, (levels,)),
+        restarts=jnp.zeros((levels,), jnp.int32),
+        key=jax.random.split(level_key, levels),
+        data_variance=jnp.broadcast_to(state.data_variance, (levels,)),
+    )
+    update = functools.partial(update_codebook_state, decay=decay, restart_after=restart_after)
+    new, stats = jax.vmap(update)(
+        per_level,
+        residuals,
+        jnp.moveaxis(jnp.asarray(indices), -1, 0),
+        jax.random.split(rng, levels),
+    )
+
+    def pick(new_field, old_field, dropped):
+        if old_field is None:
+            return None
+        mask = active.reshape((levels,) + (1,) * (old_field.ndim - 1))
+        return jnp.where(mask, new_field, dropped)
+
+    return state.replace(
+        cluster_size=pick(new.cluster_size, state.cluster_size, state.cluster_size),
+        embed_sum=pick(new.embed_sum, state.embed_sum, state.embed_sum),
+        last_used=pick(new.last_used, state.last_used, state.last_used + 1),
+        reservoir=pick(new.reservoir, state.reservoir, state.reservoir),
+        step=state.step + 1,
+        restarts=state.restarts + jnp.sum(jnp.where(active, new.restarts, 0)),
+        key=next_key,
+    ), {
+        "restarted": jnp.sum(jnp.where(active, stats["restarted"], 0.0)),
+        "dead": jnp.mean(stats["dead"]),
+    }
+
+
 def code_usage(indices: Any, num_codes: int) -> jax.Array:
     """Fraction of the ``K`` codes that occur at least once in ``indices`` (float32 scalar)."""
     K = _check_num_codes("code_usage", num_codes)
@@ -480,18 +555,24 @@ def _uniform_codes(rng: jax.Array, shape: tuple[int, int], dtype: Any = jnp.floa
 
 @struct.dataclass
 class Quantized:
-    """What :class:`VectorQuantizer` returns.
+    """What a quantizer returns (:class:`VectorQuantizer`, :meth:`VQVAE.quantize`).
 
     Attributes:
-      z_q_st: ``z_e.shape``, the straight-through value (equals ``z_q``; gradient identity to
-        ``z_e``, none to the codebook): feed this to the decoder.
-      z_q: ``z_e.shape``, ``codebook[indices]`` with the codebook's gradient (for the losses).
-      indices: int32 ``z_e.shape[:-1]``.
+      z_q_st: the straight-through value (equals ``z_q``, projected back to ``code_dim`` when
+        the lookup space is projected; gradient identity to ``z``, none to the codebook): feed
+        this to the decoder.
+      z_q: ``z.shape``, the code(s) in the lookup space, ``codebook[indices]`` with the
+        codebook's gradient (for the losses); for RVQ the sum of the levels' codes.
+      indices: int32 ``z.shape[:-1]`` (RVQ: ``z.shape[:-1] + (N,)``).
+      z: the vectors looked up (the encoder output, projected and normalised where configured).
+      residuals: RVQ only, ``[N, *z.shape]`` float32: what each level quantized.
     """
 
     z_q_st: jax.Array
     z_q: jax.Array
     indices: jax.Array
+    z: jax.Array | None = None
+    residuals: jax.Array | None = None
 
 
 class VectorQuantizer(nn.Module):
@@ -501,16 +582,20 @@ class VectorQuantizer(nn.Module):
     distances, straight-through value). With ``rule="loss"`` the codebook is this module's
     parameter ``"codebook"`` (``[K, D]``, uniform in ``[-1/K, 1/K]`` at initialisation); with
     ``rule="ema"`` it is not a parameter and must be passed (``ema_codebook`` of the state).
+    With ``cosine`` the lookup is :func:`genjax.losses.cosine_vector_quantize`: inputs and codes
+    are l2-normalised and ``z_q`` is the normalised code.
 
     Attributes:
       num_codes: ``K >= 2``.
       code_dim: ``D``, which must equal the encoder output's last axis.
       rule: ``"loss"`` or ``"ema"``.
+      cosine: look codes up by cosine similarity.
     """
 
     num_codes: int
     code_dim: int
     rule: str = "loss"
+    cosine: bool = False
 
     @nn.compact
     def __call__(self, z_e: jax.Array, codebook: jax.Array | None = None) -> Quantized:
@@ -536,9 +621,13 @@ class VectorQuantizer(nn.Module):
                 f"{owner}: with rule='ema' pass the codebook [K, D] = [{K}, {D}] "
                 f"(ema_codebook of the state), got {got}"
             )
-        z_q_st, indices = L.vector_quantize(z_e, codebook)
+        if self.cosine:
+            z_q_st, indices = L.cosine_vector_quantize(z_e, codebook)
+            z_e, codebook = L.l2_normalize(z_e), L.l2_normalize(codebook)
+        else:
+            z_q_st, indices = L.vector_quantize(z_e, codebook)
         z_q = jnp.take(codebook, indices, axis=0)
-        return Quantized(z_q_st=z_q_st, z_q=z_q, indices=indices)
+        return Quantized(z_q_st=z_q_st, z_q=z_q, indices=indices, z=z_e)
 
 
 class VQVAE(nn.Module):
@@ -570,6 +659,15 @@ class VQVAE(nn.Module):
       res_hidden: channels inside a residual block (conv).
       mlp_hidden: hidden widths of the MLP encoder (mirrored by the decoder).
       num_latents: vectors per code map (MLP).
+      quantizer_type: one of :data:`QUANTIZERS`: ``"vq"`` (:class:`VectorQuantizer`),
+        ``"fsq"`` (:mod:`genjax.nn.fsq`, no codebook) or ``"rvq"`` (:mod:`genjax.nn.rvq`,
+        ``num_quantizers`` EMA codebooks, ``rule="ema"``).
+      fsq_levels: FSQ's levels per channel.
+      num_quantizers: RVQ's levels ``N``.
+      codebook_dim: the lookup space's width (vq, rvq; 0: ``code_dim``). FSQ looks up in
+        ``len(fsq_levels)`` channels. When it differs from ``code_dim``, Dense layers
+        ``project_in`` / ``project_out`` map the encoder's vectors there and the codes back.
+      cosine: vq only, look codes up by cosine similarity (l2-normalised lookup space).
     """
 
     input_shape: tuple[int, ...]
@@ -583,12 +681,39 @@ class VQVAE(nn.Module):
     res_hidden: int = 32
     mlp_hidden: tuple[int, ...] = (256,)
     num_latents: int = 4
+    quantizer_type: str = "vq"
+    fsq_levels: tuple[int, ...] = F.LEVELS[2**8]
+    num_quantizers: int = 1
+    codebook_dim: int = 0
+    cosine: bool = False
+
+    def lookup_dim(self) -> int:
+        """Width of the vectors the quantizer sees."""
+        if self.quantizer_type == "fsq":
+            return len(self.fsq_levels)
+        return self.codebook_dim or self.code_dim
+
+    def vocabulary(self) -> int:
+        """Codes per position of a code map: ``prod(fsq_levels)`` (FSQ) or ``num_codes``."""
+        if self.quantizer_type == "fsq":
+            return F.codebook_size(self.fsq_levels)
+        return self.num_codes
+
+    def _projects(self) -> bool:
+        return self.lookup_dim() != self.code_dim
 
     def setup(self):
         owner = "VQVAE"
         _check_choice(owner, "arch", self.arch, ARCHS)
+        _check_choice(owner, "quantizer_type", self.quantizer_type, QUANTIZERS)
         _check_num_codes(owner, self.num_codes)
         _check_int(owner, "code_dim", self.code_dim, 1)
+        _check_int(owner, "num_quantizers", self.num_quantizers, 1)
+        _check_int(owner, "codebook_dim", self.codebook_dim, 0)
+        if self.quantizer_type == "rvq" and self.rule != "ema":
+            raise ValueError(f"{owner}: quantizer_type='rvq' needs rule='ema', got {self.rule!r}")
+        if self.cosine and self.quantizer_type != "vq":
+            raise ValueError(f"{owner}: cosine lookup needs quantizer_type='vq'")
         if self.arch == "conv":
             stages = _check_int(owner, "num_stages", self.num_stages, 1)
             hidden = _check_int(owner, "hidden", self.hidden, 2)
@@ -610,7 +735,13 @@ class VQVAE(nn.Module):
             hidden = tuple(self.mlp_hidden)
             self.enc_mlp = MLP(features=(*hidden, self.num_latents * self.code_dim))
             self.dec_mlp = MLP(features=(*reversed(hidden), size))
-        self.quantizer = VectorQuantizer(self.num_codes, self.code_dim, self.rule)
+        if self._projects():
+            self.project_in = nn.Dense(self.lookup_dim())
+            self.project_out = nn.Dense(self.code_dim)
+        if self.quantizer_type == "vq":
+            self.quantizer = VectorQuantizer(
+                self.num_codes, self.lookup_dim(), self.rule, cosine=self.cosine
+            )
 
     def _check_input(self, x: jax.Array) -> None:
         if tuple(jnp.shape(x)[1:]) != tuple(self.input_shape):
@@ -629,8 +760,39 @@ class VQVAE(nn.Module):
         h = self.enc_mlp(x.reshape(x.shape[0], -1))
         return h.reshape(x.shape[0], self.num_latents, self.code_dim)
 
-    def quantize(self, z_e: jax.Array, codebook: jax.Array | None = None) -> Quantized:
-        return self.quantizer(z_e, codebook)
+    def to_lookup(self, z_e: jax.Array) -> jax.Array:
+        """Encoder outputs to the lookup space: ``project_in`` if projected, normalised if
+        ``cosine``; otherwise ``z_e`` itself."""
+        z = self.project_in(z_e) if self._projects() else z_e
+        return L.l2_normalize(z) if self.cosine else z
+
+    def lookup_inputs(self, x: jax.Array) -> jax.Array:
+        """``to_lookup(encode(x))``: the vectors the quantizer sees."""
+        return self.to_lookup(self.encode(x))
+
+    def quantize(
+        self, z_e: jax.Array, codebook: jax.Array | None = None, num_active: Any = None
+    ) -> Quantized:
+        """Encoder outputs ``[..., code_dim]`` -> :class:`Quantized` (``z_q_st`` in
+        ``code_dim``). ``codebook``: vq with ``rule="ema"`` ``[K, d]``, rvq ``[N, K, d]``;
+        ``num_active``: rvq's levels used (``None``: all)."""
+        if self.quantizer_type == "vq":
+            q = self.quantizer(self.to_lookup(z_e), codebook)
+        elif self.quantizer_type == "rvq":
+            z = self.to_lookup(z_e)
+            z_q_st, z_q, indices, residuals = R.residual_quantize(z, codebook, num_active)
+            q = Quantized(z_q_st, z_q, indices, z=z, residuals=residuals)
+        else:
+            z = self.to_lookup(z_e)
+            codes = F.quantize(z, self.fsq_levels)
+            q = Quantized(codes, codes, F.codes_to_indices(codes, self.fsq_levels), z=z)
+        if self._projects():
+            q = q.replace(z_q_st=self.project_out(q.z_q_st))
+        return q
+
+    def decode_codes(self, z_q: jax.Array) -> jax.Array:
+        """Codes in the lookup space ``[B, ..., d]`` -> ``[B, *input_shape]``."""
+        return self.decode(self.project_out(z_q) if self._projects() else z_q)
 
     def decode(self, z_q: jax.Array) -> jax.Array:
         """A code map's vectors ``[B, ..., D] -> [B, *input_shape]``."""
@@ -641,30 +803,64 @@ class VQVAE(nn.Module):
         return out.reshape(z_q.shape[0], *self.input_shape)
 
     def __call__(
-        self, x: jax.Array, codebook: jax.Array | None = None
+        self, x: jax.Array, codebook: jax.Array | None = None, num_active: Any = None
     ) -> tuple[jax.Array, jax.Array, Quantized]:
         """``x -> (x_hat, z_e, Quantized)``; the decoder sees the straight-through value."""
         z_e = self.encode(x)
-        q = self.quantize(z_e, codebook)
+        q = self.quantize(z_e, codebook, num_active)
         return self.decode(q.z_q_st), z_e, q
 
     def code_map_shape(self) -> tuple[int, ...]:
-        """Shape of one code map of indices: ``(h, w)`` (conv) or ``(num_latents,)`` (MLP)."""
+        """Shape of one code map of indices: ``(h, w)`` (conv) or ``(num_latents,)`` (MLP),
+        then ``(N,)`` for RVQ (its levels' indices as extra positions)."""
         if self.arch == "conv":
             f = 2**self.num_stages
-            return (self.input_shape[0] // f, self.input_shape[1] // f)
-        return (self.num_latents,)
+            shape = (self.input_shape[0] // f, self.input_shape[1] // f)
+        else:
+            shape = (self.num_latents,)
+        return (*shape, self.num_quantizers) if self.quantizer_type == "rvq" else shape
 
 
-def codebook(model: VQVAE, params: Any, state: CodebookState, epsilon: float = 1e-5) -> jax.Array:
-    """The current codebook ``[K, D]``: the parameter (loss rule) or the EMA-derived one."""
+def _stored_codebook(model: VQVAE, params: Any, state: CodebookState, epsilon: float):
+    if model.quantizer_type == "fsq":
+        return None
     if model.rule == "loss":
         return params["params"]["quantizer"]["codebook"]
+    if model.quantizer_type == "rvq":
+        return jax.vmap(ema_codebook, (0, 0, None))(state.cluster_size, state.embed_sum, epsilon)
     return ema_codebook(state.cluster_size, state.embed_sum, epsilon)
 
 
+def codebook(model: VQVAE, params: Any, state: CodebookState, epsilon: float = 1e-5) -> jax.Array:
+    """The current codes in the lookup space: ``[K, d]``, the parameter (loss rule) or the
+    EMA-derived one (l2-normalised with ``cosine``); RVQ ``[N, K, d]``; FSQ the grid
+    ``[prod(levels), len(levels)]``."""
+    if model.quantizer_type == "fsq":
+        return F.indices_to_codes(jnp.arange(model.vocabulary()), model.fsq_levels)
+    cb = _stored_codebook(model, params, state, epsilon)
+    return L.l2_normalize(cb) if model.cosine else cb
+
+
 def _ema_arg(model: VQVAE, params: Any, state: CodebookState, epsilon: float):
-    return None if model.rule == "loss" else codebook(model, params, state, epsilon)
+    return None if model.rule == "loss" else _stored_codebook(model, params, state, epsilon)
+
+
+def code_statistics(model: VQVAE, indices: Any) -> dict[str, jax.Array]:
+    """``code_usage`` (fraction of the codes used) and ``perplexity`` of code maps ``indices``
+    ``[B, *code_map_shape]``, over ``model.vocabulary()`` codes (FSQ: the whole grid); RVQ:
+    the mean over levels of each level's figures."""
+    indices = jnp.asarray(indices)
+    K = model.vocabulary()
+    if model.quantizer_type != "rvq":
+        return {
+            "code_usage": code_usage(indices, K),
+            "perplexity": L.codebook_perplexity(indices, K),
+        }
+    levels = [indices[..., level] for level in range(indices.shape[-1])]
+    return {
+        "code_usage": jnp.mean(jnp.stack([code_usage(i, K) for i in levels])),
+        "perplexity": jnp.mean(jnp.stack([L.codebook_perplexity(i, K) for i in levels])),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -689,6 +885,12 @@ class VQVAELoss:
       codebook_init: one of :data:`INITS`.
       restart_after: restart codes unused for this many updates (0: never; EMA rule only).
       reservoir_size: encoder outputs kept for restarts (``None``: ``K``).
+      quantizer_dropout: RVQ only: each update uses ``n ~ U{1..N}`` levels, drawn from the
+        state's shared key (the same on every device).
+
+    The quantizer is the model's (``model.quantizer_type``): FSQ has no codebook, so no
+    commitment or codebook term and no restarts; RVQ's levels are initialised one after the
+    other on the residuals of the first batch and updated by :func:`update_residual_state`.
     """
 
     model: VQVAE
@@ -698,6 +900,7 @@ class VQVAELoss:
     codebook_init: str = "kmeans++"
     restart_after: int = 0
     reservoir_size: int | None = None
+    quantizer_dropout: bool = False
 
     def __post_init__(self):
         owner = "VQVAELoss"
@@ -718,6 +921,11 @@ class VQVAELoss:
             )
         if self.reservoir_size is not None:
             _check_int(owner, "reservoir_size", self.reservoir_size, 1)
+        kind = self.model.quantizer_type
+        if self.restart_after and kind == "fsq":
+            raise ValueError(f"{owner}: FSQ has no codebook to restart; set restart_after=0")
+        if self.quantizer_dropout and kind != "rvq":
+            raise ValueError(f"{owner}: quantizer_dropout needs quantizer_type='rvq', got {kind!r}")
 
     @property
     def num_codes(self) -> int:
@@ -729,18 +937,33 @@ class VQVAELoss:
         return self.reservoir_size or self.model.num_codes
 
     def encoder_outputs(self, params: Any, x: jax.Array) -> jax.Array:
-        """``[N, D]``: the encoder's vectors for inputs ``x``, flattened over the code maps."""
-        z_e = self.model.apply(params, x, method=VQVAE.encode)
-        return z_e.reshape(-1, z_e.shape[-1])
+        """``[N, d]``: the vectors the quantizer sees for inputs ``x`` (the encoder's, in the
+        lookup space), flattened over the code maps."""
+        z = self.model.apply(params, x, method=VQVAE.lookup_inputs)
+        return z.reshape(-1, z.shape[-1])
+
+    def num_active(self, state: CodebookState) -> jax.Array | None:
+        """RVQ with dropout: the levels this update uses, ``1 + randint(N)`` from
+        ``state.key``; otherwise ``None`` (all)."""
+        if not self.quantizer_dropout:
+            return None
+        key = jax.random.fold_in(state.key, 1)
+        return 1 + jax.random.randint(key, (), 0, self.model.num_quantizers)
 
     def init(self, rng: jax.Array, batch: dict) -> Any:
         """Parameters; with the loss rule, the codebook parameter is initialised by
         ``codebook_init`` from the encoder outputs of ``batch``."""
         model = self.model
         param_key, code_key = jax.random.split(rng)
-        K, D = model.num_codes, model.code_dim
+        K, D = model.num_codes, model.lookup_dim()
         dummy = None if model.rule == "loss" else jnp.zeros((K, D), jnp.float32)
+        if model.quantizer_type != "vq":
+            dummy = (
+                None if model.quantizer_type == "fsq" else jnp.zeros((model.num_quantizers, K, D))
+            )
         variables = model.init(param_key, batch["x"], dummy)
+        if model.quantizer_type == "fsq":
+            return self._fsq_unit_scale(variables, batch["x"])
         if model.rule == "loss":
             points = self.encoder_outputs(variables, batch["x"])
             cb = init_codebook(code_key, points, K, self.codebook_init)
@@ -748,6 +971,29 @@ class VQVAELoss:
             inner["quantizer"] = {**inner["quantizer"], "codebook": cb}
             variables = {**variables, "params": inner}
         return variables
+
+    def _fsq_unit_scale(self, variables: Any, x: jax.Array) -> Any:
+        """FSQ's data-dependent initialisation: the layer that produces the quantizer's inputs
+        (``project_in``, else the encoder's last) is rescaled so that they have unit standard
+        deviation on the first batch. At the initialisation's small scale every vector rounds
+        to the same grid point, the decoder's input is constant, and no gradient flows."""
+        model = self.model
+        scale = 1.0 / jnp.maximum(jnp.std(self.encoder_outputs(variables, x)), 1e-6)
+        if model._projects():
+            path = ("project_in",)
+        elif model.arch == "conv":
+            path = ("enc_out",)
+        else:
+            path = ("enc_mlp", f"dense_{len(model.mlp_hidden)}")
+
+        def rescale(tree, keys):
+            tree = dict(tree)
+            if keys:
+                tree[keys[0]] = rescale(tree[keys[0]], keys[1:])
+                return tree
+            return {name: value * scale for name, value in tree.items()}
+
+        return {**variables, "params": rescale(variables["params"], path)}
 
     def init_model_state(self, rng: jax.Array, batch: dict, params: Any) -> CodebookState:
         """The state: EMA statistics of the initial codebook (EMA rule: ``N_k = 1/K``,
@@ -758,18 +1004,26 @@ class VQVAELoss:
         x = batch["x"]
         points = self.encoder_outputs(params, x)
         cluster_size = embed_sum = None
-        if model.rule == "ema":
-            cb = init_codebook(code_key, points, K, self.codebook_init)
-            cluster_size = jnp.full((K,), 1.0 / K, jnp.float32)
-            embed_sum = cb / K
         size = self._reservoir()
-        reservoir = fill_reservoir(res_key, points, size) if size else None
+        last_used = jnp.zeros((K,), jnp.int32)
+        if model.quantizer_type == "fsq":
+            last_used, size = jnp.zeros((model.vocabulary(),), jnp.int32), 0
+            reservoir = None
+        elif model.quantizer_type == "rvq":
+            cluster_size, embed_sum, reservoir = self._init_levels(code_key, res_key, points)
+            last_used = jnp.zeros((model.num_quantizers, K), jnp.int32)
+        else:
+            if model.rule == "ema":
+                cb = init_codebook(code_key, points, K, self.codebook_init)
+                cluster_size = jnp.full((K,), 1.0 / K, jnp.float32)
+                embed_sum = cb / K
+            reservoir = fill_reservoir(res_key, points, size) if size else None
         variance = jnp.maximum(jnp.var(jnp.asarray(x, jnp.float32)), 1e-8)
         zero = jnp.zeros((), jnp.int32)
         return CodebookState(
             cluster_size=cluster_size,
             embed_sum=embed_sum,
-            last_used=jnp.zeros((K,), jnp.int32),
+            last_used=last_used,
             reservoir=reservoir,
             step=zero,
             restarts=zero,
@@ -777,31 +1031,59 @@ class VQVAELoss:
             data_variance=variance.astype(jnp.float32),
         )
 
+    def _init_levels(self, code_key: jax.Array, res_key: jax.Array, points: jax.Array):
+        """RVQ's EMA statistics and reservoirs: level ``l`` is initialised on the residuals of
+        ``points`` under the levels before it."""
+        K, levels = self.model.num_codes, self.model.num_quantizers
+        size = self._reservoir()
+        residual, books, reservoirs = points.astype(jnp.float32), [], []
+        for level, (ck, rk) in enumerate(
+            zip(jax.random.split(code_key, levels), jax.random.split(res_key, levels), strict=True)
+        ):
+            books.append(init_codebook(ck, residual, K, self.codebook_init))
+            if size:
+                reservoirs.append(fill_reservoir(rk, residual, size))
+            _, idx = L.vector_quantize(residual, books[level])
+            residual = residual - books[level][idx]
+        cluster_size = jnp.full((levels, K), 1.0 / K, jnp.float32)
+        return cluster_size, jnp.stack(books) / K, jnp.stack(reservoirs) if size else None
+
     def loss(
         self, params: Any, state: CodebookState, batch: dict, rng: jax.Array
     ) -> tuple[jax.Array, tuple[dict, CodebookState]]:
         """The mean VQ-VAE loss over the batch, its metrics and the updated state."""
         model = self.model
         x = batch["x"]
-        x_hat, z_e, q = model.apply(params, x, _ema_arg(model, params, state, self.epsilon))
+        num_active = self.num_active(state)
+        cb = _ema_arg(model, params, state, self.epsilon)
+        x_hat, _, q = model.apply(params, x, cb, num_active)
         sq_err = jnp.square(x_hat.astype(jnp.float32) - x.astype(jnp.float32))
         mse = jnp.mean(sq_err.reshape(x.shape[0], -1), axis=-1)
-        latent_size = float(np.prod(z_e.shape[1:]))
-        commitment = L.vq_commitment_loss(z_e, q.z_q) / latent_size
+        z = q.z
+        latent_size = float(np.prod(z.shape[1:]))
+        if model.quantizer_type == "fsq":
+            commitment = jnp.zeros_like(mse)
+        else:
+            commitment = L.vq_commitment_loss(z, q.z_q) / latent_size
         total = mse / state.data_variance + self.beta * commitment
         codebook_term = jnp.zeros_like(commitment)
-        if model.rule == "loss":
-            codebook_term = L.vq_codebook_loss(z_e, q.z_q) / latent_size
+        if model.rule == "loss" and model.quantizer_type == "vq":
+            codebook_term = L.vq_codebook_loss(z, q.z_q) / latent_size
             total = total + codebook_term
-        new_state, stats = update_codebook_state(
-            state, z_e, q.indices, rng, decay=self.decay, restart_after=self.restart_after
-        )
+        kw = dict(decay=self.decay, restart_after=self.restart_after)
+        if model.quantizer_type == "rvq":
+            new_state, stats = update_residual_state(
+                state, q.residuals, q.indices, rng, num_active, **kw
+            )
+        else:
+            new_state, stats = update_codebook_state(state, z, q.indices, rng, **kw)
+        codes = code_statistics(model, q.indices)
         metrics = {
             "recon_mse": jnp.mean(mse),
             "commitment_loss": jnp.mean(commitment),
             "codebook_loss": jnp.mean(codebook_term),
-            "batch_perplexity": L.codebook_perplexity(q.indices, model.num_codes),
-            "batch_code_usage": code_usage(q.indices, model.num_codes),
+            "batch_perplexity": codes["perplexity"],
+            "batch_code_usage": codes["code_usage"],
             "dead_codes": stats["dead"],
             "restarted_codes": stats["restarted"],
         }
@@ -817,8 +1099,13 @@ def encode_indices(
     model: VQVAE, params: Any, state: CodebookState, x: Any, *, epsilon: float = 1e-5
 ) -> jax.Array:
     """Code maps of ``x``: int32 ``[B, *model.code_map_shape()]``."""
-    z_e = model.apply(params, jnp.asarray(x, jnp.float32), method=VQVAE.encode)
-    _, indices = L.vector_quantize(z_e, codebook(model, params, state, epsilon))
+    z = model.apply(params, jnp.asarray(x, jnp.float32), method=VQVAE.lookup_inputs)
+    if model.quantizer_type == "fsq":
+        return F.codes_to_indices(F.quantize(z, model.fsq_levels), model.fsq_levels)
+    cb = codebook(model, params, state, epsilon)
+    if model.quantizer_type == "rvq":
+        return R.residual_quantize(z, cb)[2]
+    _, indices = (L.cosine_vector_quantize if model.cosine else L.vector_quantize)(z, cb)
     return indices
 
 
@@ -833,8 +1120,12 @@ def decode_indices(
             f"decode_indices: indices must be [B, {', '.join(map(str, expected))}], "
             f"got shape {indices.shape}"
         )
-    z_q = jnp.take(codebook(model, params, state, epsilon), indices, axis=0)
-    return model.apply(params, z_q, method=VQVAE.decode)
+    codes = codebook(model, params, state, epsilon)
+    if model.quantizer_type == "rvq":
+        z_q = R.codes_from_indices(codes, indices)
+    else:
+        z_q = jnp.take(codes, indices, axis=0)
+    return model.apply(params, z_q, method=VQVAE.decode_codes)
 
 
 def reconstruct(
@@ -904,6 +1195,14 @@ class VQVAEConfig(ModelConfig):
       codebook_init: random | sample | kmeans++ (from the first batch's encoder outputs).
       restart_after: restart codes unused for this many steps (0 = never; rule=ema only).
       reservoir_size: recent encoder outputs kept for restarts (0 = K).
+      quantizer: vq (nearest code) | fsq (finite scalar grid, no codebook, no auxiliary loss;
+        num_codes, rule, restarts unused) | rvq (num_quantizers EMA codebooks on residuals).
+      fsq_levels: FSQ levels per channel (the grid has their product of codes).
+      num_quantizers: RVQ levels N (a code map holds N indices per position).
+      quantizer_dropout: RVQ: train each step with a random number of levels in 1..N.
+      codebook_dim: vq/rvq lookup width, the encoder's vectors projected to it and back (0 =
+        code_dim, no projection).
+      cosine: vq: look codes up by cosine similarity (l2-normalised codes and inputs).
       prior_steps: the last prior_steps of train.steps train the prior, the VQ-VAE frozen (0 =
         no prior: the VQ-VAE alone).
       prior_width: width of the prior transformer.
@@ -930,6 +1229,12 @@ class VQVAEConfig(ModelConfig):
     codebook_init: str = "kmeans++"
     restart_after: int = 100
     reservoir_size: int = 0
+    quantizer: str = "vq"
+    fsq_levels: tuple[int, ...] = F.LEVELS[2**8]
+    num_quantizers: int = 4
+    quantizer_dropout: bool = False
+    codebook_dim: int = 0
+    cosine: bool = False
     prior_steps: int = 2000
     prior_width: int = 64
     prior_depth: int = 2
@@ -941,6 +1246,7 @@ class VQVAEConfig(ModelConfig):
         check_choice(label("arch"), self.arch, ARCHS)
         check_choice(label("rule"), self.rule, RULES)
         check_choice(label("codebook_init"), self.codebook_init, INITS)
+        check_choice(label("quantizer"), self.quantizer, QUANTIZERS)
         if not is_int(self.num_codes):
             raise ValueError(f"{label('num_codes')} must be an int >= 2, got {self.num_codes!r}")
         if self.num_codes < 2:
@@ -952,6 +1258,7 @@ class VQVAEConfig(ModelConfig):
             check_int(label(name), getattr(self, name), 1)
         for name in ("num_res_blocks", "restart_after", "reservoir_size", "prior_depth"):
             check_int(label(name), getattr(self, name), 0)
+        self._check_quantizer()
         check_int(label("prior_steps"), self.prior_steps, 0)
         hidden = self.mlp_hidden
         if isinstance(hidden, Sequence) and not isinstance(hidden, str):
@@ -970,7 +1277,7 @@ class VQVAEConfig(ModelConfig):
             raise ValueError(
                 f"{label('prior_learning_rate')} must be a finite number > 0, got {lr!r}"
             )
-        if self.restart_after and self.rule != "ema":
+        if self.restart_after and self.rule != "ema" and self.quantizer != "fsq":
             raise ValueError(
                 f"{label('restart_after')}={self.restart_after} needs {label('rule')}=ema (the "
                 f"loss rule's codebook is a parameter); set {label('restart_after')}=0"
@@ -979,6 +1286,38 @@ class VQVAEConfig(ModelConfig):
             raise ValueError(
                 f"{label('prior_width')} ({self.prior_width}) must be divisible by "
                 f"{label('prior_heads')} ({self.prior_heads})"
+            )
+
+    def _check_quantizer(self) -> None:
+        label, kind = self._label, self.quantizer
+        levels = self.fsq_levels
+        if isinstance(levels, Sequence) and not isinstance(levels, str):
+            object.__setattr__(self, "fsq_levels", levels := tuple(levels))
+        if (
+            not isinstance(levels, tuple)
+            or not levels
+            or not all(is_int(v) and v >= 2 for v in levels)
+        ):
+            raise ValueError(
+                f"{label('fsq_levels')} must be a non-empty tuple of ints >= 2, got {levels!r}"
+            )
+        check_int(label("num_quantizers"), self.num_quantizers, 1)
+        check_int(label("codebook_dim"), self.codebook_dim, 0)
+        for name in ("quantizer_dropout", "cosine"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"{label(name)} must be true or false, got {getattr(self, name)!r}"
+                )
+        if kind == "rvq" and self.rule != "ema":
+            raise ValueError(f"{label('quantizer')}=rvq needs {label('rule')}=ema, got {self.rule}")
+        if self.quantizer_dropout and kind != "rvq":
+            raise ValueError(f"{label('quantizer_dropout')}=true needs {label('quantizer')}=rvq")
+        if self.cosine and kind != "vq":
+            raise ValueError(f"{label('cosine')}=true needs {label('quantizer')}=vq, got {kind}")
+        if self.codebook_dim and kind == "fsq":
+            raise ValueError(
+                f"{label('codebook_dim')} is for vq and rvq; FSQ looks up in "
+                f"len({label('fsq_levels')}) channels (set {label('codebook_dim')}=0)"
             )
 
     def objective(self, info: DataInfo) -> VQVAEObjective:
@@ -1000,6 +1339,11 @@ class VQVAEConfig(ModelConfig):
             res_hidden=self.res_hidden,
             mlp_hidden=tuple(self.mlp_hidden),
             num_latents=self.num_latents,
+            quantizer_type=self.quantizer,
+            fsq_levels=tuple(self.fsq_levels),
+            num_quantizers=self.num_quantizers if self.quantizer == "rvq" else 1,
+            codebook_dim=self.codebook_dim,
+            cosine=self.cosine,
         )
 
 
@@ -1064,11 +1408,12 @@ class VQVAEObjective(Objective):
             decay=c.decay,
             epsilon=c.epsilon,
             codebook_init=c.codebook_init,
-            restart_after=c.restart_after,
+            restart_after=0 if c.quantizer == "fsq" else c.restart_after,
             reservoir_size=c.reservoir_size or None,
+            quantizer_dropout=c.quantizer_dropout,
         )
         prior_model = P.CausalTransformer(
-            num_codes=c.num_codes,
+            num_codes=model.vocabulary(),
             seq_len=math.prod(model.code_map_shape()),
             width=c.prior_width,
             depth=c.prior_depth,
@@ -1246,7 +1591,7 @@ class VQVAEObjective(Objective):
         )
 
     def codebook(self, params: Mapping[str, Any], model_state: Any) -> jax.Array:
-        """The current codebook ``[K, D]``."""
+        """The current codes (:func:`codebook`): ``[K, d]``, RVQ ``[N, K, d]``, FSQ the grid."""
         p, state = self.vq_parts(params, model_state)
         return codebook(self.model, p, state, self.config.epsilon)
 
@@ -1303,6 +1648,10 @@ class VQVAEObjective(Objective):
         """``n`` prior samples decoded: ``[n, *info.shape]`` (prior at ``temperature``)."""
         codes = self.sample_codes(params, model_state, rng, n, temperature=temperature)
         return self.decode(params, model_state, codes)
+
+    def code_statistics(self, indices: Any) -> dict[str, jax.Array]:
+        """``code_usage`` and ``perplexity`` of code maps (:func:`code_statistics`)."""
+        return code_statistics(self.model, indices)
 
     def prior_bits_per_code(
         self, params: Mapping[str, Any], model_state: Any, codes: Any

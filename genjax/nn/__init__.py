@@ -12,9 +12,12 @@ block validates its configuration when called and raises ``ValueError`` naming t
 expected and the received value. ``check_image_shape`` / ``downsampled_size`` tell which image
 sizes ``n`` stride-2 stages fit (``H`` and ``W`` multiples of ``2^n``). Every convolution goes
 through :func:`conv_general_dilated`, whose gradients XLA:CPU runs at full speed inside the
-engine's scan-fused loop (see :mod:`genjax.nn.convolution`).
+engine's scan-fused loop (see :mod:`genjax.nn.convolution`). The quantizers beside the
+VQ-VAE's codebook: :mod:`genjax.nn.fsq` (finite scalar quantization) and :mod:`genjax.nn.rvq`
+(residual vector quantization).
 """
 
+from genjax.nn import fsq, rvq
 from genjax.nn.conv import (
     NORMS,
     ConvDecoder,
@@ -24,6 +27,7 @@ from genjax.nn.conv import (
     downsampled_size,
 )
 from genjax.nn.convolution import Conv, conv_general_dilated
+from genjax.nn.fsq import FiniteScalarQuantizer
 from genjax.nn.mlp import ACTIVATIONS, MLP, Activation, get_activation
 
 __all__ = [
@@ -34,9 +38,12 @@ __all__ = [
     "Conv",
     "ConvDecoder",
     "ConvEncoder",
+    "FiniteScalarQuantizer",
     "ResidualBlock",
     "check_image_shape",
     "conv_general_dilated",
     "downsampled_size",
+    "fsq",
     "get_activation",
+    "rvq",
 ]

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import vq_settings
 
 from genjax.data import Preprocess, load, preprocess
 from genjax.losses import codebook_perplexity
@@ -397,21 +398,7 @@ def test_objective_refuses_shapes_the_config_cannot_take():
     assert obj.model.code_map_shape() == (2, 2) and obj.prior_model.seq_len == 4
 
 
-def _small(**kw):
-    base = dict(
-        arch="mlp",
-        num_codes=8,
-        code_dim=4,
-        mlp_hidden=(32,),
-        num_latents=3,
-        restart_after=0,
-        prior_steps=0,
-        prior_width=16,
-        prior_depth=1,
-        prior_heads=2,
-    )
-    base.update(kw)
-    return V.VQVAEConfig(**base)
+_small = vq_settings.small_config
 
 
 def _digits_batch(n=128):
@@ -622,6 +609,8 @@ _VQ = ["--model", "vqvae", "--dataset", "digits"]
         ("eval.num_samples=0", "eval.num_samples must be an int >= 1, got 0"),
         ("eval.compare=plain,vanilla", "eval.compare holds unknown configurations ['vanilla']"),
         ("eval.temperature=0", "eval.temperature must be a finite number > 0"),
+        ("model.quantizer=pq", "model.quantizer must be one of ('vq', 'fsq', 'rvq'), got 'pq'"),
+        ("model.quantizer_dropout=true", "model.quantizer_dropout=true needs model.quantizer=rvq"),
     ],
 )
 def test_command_refuses_bad_vqvae_settings_in_one_line(setting, fragment, tmp_path, capsys):
