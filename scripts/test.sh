@@ -26,6 +26,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 source "$(dirname "$0")/_venv.sh" "[test,bench,speech]"
+# The reference the Flax InceptionV3 (genjax/eval/inception.py) is tested against: torch-fidelity's
+# FID feature extractor, pure PyTorch. Its metadata asks for torchvision, which the test never
+# imports and whose PyPI build does not load against the CPU torch, so it goes in without deps.
+if ! .venv/bin/python -c 'import importlib.util as u, sys; sys.exit(u.find_spec("torch_fidelity") is None)'; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps torch-fidelity==0.3.0
+fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"
