@@ -26,8 +26,11 @@ Expected failures (``xfail``), which pytest also reports as skipped, are not ski
 Outside CI nothing changes: skips are skips. tests/test_ci_skip_rule.py tests the rule.
 """
 
+import json
 import os
 import re
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -121,3 +124,28 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 # Worker scripts that tests start in subprocesses: not test modules (with --doctest-modules
 # pytest would otherwise import them, and they read sys.argv at import).
 collect_ignore_glob = ["*_worker.py"]
+
+
+@pytest.fixture
+def run_on_cpu_devices():
+    """``run(args, devices) -> dict``: ``python *args`` in a subprocess that sees ``devices``
+    simulated CPU devices; asserts it exits 0 and returns the last line of its standard output
+    parsed as JSON (the script's result)."""
+
+    def run(args: list[str], devices: int) -> dict:
+        env = {
+            **os.environ,
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+            "JAX_PLATFORMS": "cpu",
+        }
+        out = subprocess.run(
+            [sys.executable, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    return run

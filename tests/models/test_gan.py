@@ -24,6 +24,7 @@ import optax
 import pytest
 import scipy.integrate
 import scipy.stats
+from gan_settings import RING, plain_config
 
 from genjax.models import gan
 from genjax.models.base import DataInfo
@@ -31,25 +32,9 @@ from genjax.models.base import DataInfo
 d_objective = jax.jit(gan.discriminator_objective, static_argnums=0)
 g_objective = jax.jit(gan.generator_objective, static_argnums=0)
 
-#: A plain GAN: 64-d latent, two 256-unit layers each side, no R1, no EMA (the settings these
-#: tests are written against; the config's own defaults are the tuned 2-D recipe).
-_PLAIN = dict(
-    latent_dim=64,
-    generator_features=(256, 256),
-    discriminator_features=(256, 256),
-    r1_gamma=0.0,
-    r1_steps=0,
-    ema_decay=0.0,
-)
-
-
-def plain_config(**kw) -> gan.GANConfig:
-    """A plain config: ``_PLAIN``, updated by ``kw``."""
-    return gan.GANConfig(**{**_PLAIN, **kw})
-
 
 def plain_gan(data_shape, **kw) -> gan.GAN:
-    """The :class:`gan.GAN` of a plain config (``_PLAIN``, updated by ``kw``) for
+    """The :class:`gan.GAN` of a plain config (``gan_settings.PLAIN``, updated by ``kw``) for
     ``data_shape``, built as the library builds it: ``config.objective(info).model``."""
     return plain_config(**kw).objective(DataInfo(shape=data_shape)).model
 
@@ -617,13 +602,7 @@ def test_short_training_moves_the_samples_onto_the_ring(loss, ring8):
 
     spec, x = ring8
     steps, model_kw, opt_kw = _SMOKE[loss]
-    m = plain_config(
-        latent_dim=4,
-        generator_features=(64, 64),
-        discriminator_features=(64, 64),
-        loss=loss,
-        **model_kw,
-    )
+    m = plain_config(**RING, loss=loss, **model_kw)
     optimizer = OptimizerConfig(**{"learning_rate": 1e-3, "b1": 0.5, **opt_kw})
     objective = m.objective(DataInfo(shape=(2,), num_classes=8, name="ring8"))
     # What the command builds: OptimizerConfig.build as the optimizer factory.

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from gan_settings import RING, plain_config
 
 from genjax.models import gan
 from genjax.models.base import DataInfo
@@ -224,16 +225,7 @@ def test_short_training_puts_each_class_s_samples_at_its_own_mode():
     spec = MIXTURES["ring8"]
     train = load("ring8", "train").features
     data = {"x": jnp.asarray(train["x"], jnp.float32), "label": jnp.asarray(train["label"])}
-    config = gan.GANConfig(
-        latent_dim=4,
-        generator_features=(64, 64),
-        discriminator_features=(64, 64),
-        r1_gamma=0.1,
-        r1_steps=0,
-        ema_decay=0.0,
-        conditional=True,
-        embedding_dim=8,
-    )
+    config = plain_config(**RING, r1_gamma=0.1, conditional=True, embedding_dim=8)
     objective = config.objective(DataInfo(shape=(2,), num_classes=8, name="ring8"))
     steps = 1500
     task = objective.run_task(OptimizerConfig(learning_rate=1e-3, b1=0.5).build, steps)

@@ -361,26 +361,8 @@ print(json.dumps(out))
 
 
 @pytest.mark.slow
-def test_rvq_codebook_state_is_the_same_under_every_strategy_on_4_devices():
-    import json
-    import os
-    import subprocess
-    import sys
-
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-        "JAX_PLATFORMS": "cpu",
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", _STRATEGIES_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+def test_rvq_codebook_state_is_the_same_under_every_strategy_on_4_devices(run_on_cpu_devices):
+    result = run_on_cpu_devices(["-c", _STRATEGIES_SCRIPT], 4)
     assert result.pop("devices") == 4
     assert set(result) == {"jit", "mesh", "shard_map", "pmap"}
     # Six updates with quantizer dropout: the levels' EMA statistics agree to float rounding

@@ -1,6 +1,5 @@
 """Data parallelism on simulated CPU devices and across two local processes."""
 
-import json
 import os
 import socket
 import subprocess
@@ -21,16 +20,8 @@ def _env(devices: int) -> dict:
 
 
 @pytest.mark.slow
-def test_jit_mesh_shard_map_pmap_agree_on_8_devices():
-    out = subprocess.run(
-        [sys.executable, str(WORKER), "strategies"],
-        env=_env(8),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+def test_jit_mesh_shard_map_pmap_agree_on_8_devices(run_on_cpu_devices):
+    result = run_on_cpu_devices([str(WORKER), "strategies"], 8)
     assert result.pop("devices") == 8
     # 4 strategies x (per-step, scan-fused, device-resident), 20 steps, same global batch.
     assert len(result) == 12
