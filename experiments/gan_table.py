@@ -11,10 +11,13 @@ the mean and the standard error over seeds of ``modes_captured``, ``high_quality
 and ``reverse_kl``, with the published rows below.
 
 With ``--losses``, the table has one row per GAN loss (``model.loss``): the default
-configuration with only the loss changed (the same learning rates, R1 phase, EMA and step
-counts; in particular ``wgan_gp`` is not given the paper's 5 critic steps and Adam settings),
-each (loss, dataset, seed) in ``OUT/<dataset>-<loss>-seed<S>/`` (the default loss's runs in
-``OUT/<dataset>-seed<S>/``, shared with the table without ``--losses``).
+configuration with the loss changed and, where the loss's paper trains it differently, that
+paper's recipe (:data:`RECIPES`: for ``wgan_gp``, Gulrajani et al.'s 5 critic updates per
+generator update, Adam (1e-4, 0, 0.9) and no R1; the step counts, the networks and the EMA
+stay the default's). ``--same-recipe`` changes only the loss instead. Each (loss, dataset,
+seed) runs in ``OUT/<dataset>-<loss>[-paper]-seed<S>/`` (``-paper`` when a recipe applies;
+the default loss's runs in ``OUT/<dataset>-seed<S>/``, shared with the table without
+``--losses``).
 
 Published rows, as printed in the papers (their protocols: 2,500 samples per trained model,
 high quality = within 3 standard deviations of the nearest mode; VEEGAN averages 5 runs,
@@ -61,6 +64,20 @@ PUBLISHED: dict[tuple[str, str], dict[str, tuple[float, float, float | None]]] =
 
 METRICS = ("modes_captured", "high_quality_fraction", "reverse_kl")
 
+#: loss -> the ``--set`` overrides of the recipe its paper trains it with, where that differs
+#: from the default configuration's (Gulrajani et al., 2017, Algorithm 1: n_critic = 5,
+#: lambda = 10 (the default ``gp_weight``), Adam with alpha = 1e-4, beta1 = 0, beta2 = 0.9;
+#: a gradient penalty in place of R1).
+RECIPES: dict[str, tuple[str, ...]] = {
+    "wgan_gp": (
+        "model.d_steps=5",
+        "model.r1_gamma=0",
+        "optimizer.learning_rate=1e-4",
+        "optimizer.b1=0",
+        "optimizer.b2=0.9",
+    ),
+}
+
 
 def _mean_stderr(values: list[float]) -> tuple[float, float]:
     n = len(values)
@@ -96,11 +113,22 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
     return {"ours": _ours(runs), "published": _published()}
 
 
-def summarise_losses(runs: dict[str, dict[str, list[dict]]]) -> dict:
+def summarise_losses(
+    runs: dict[str, dict[str, list[dict]]], recipes: dict[str, tuple[str, ...]] | None = None
+) -> dict:
     """``{loss: {dataset: [summary metrics per seed]}}`` -> the table's data with one row per
-    loss under ``"by_loss"`` (``[{"loss": ..., "ours": ...}]``, in the order given)."""
-    by_loss = [{"loss": loss, "ours": _ours(per_dataset)} for loss, per_dataset in runs.items()]
+    loss under ``"by_loss"`` (``[{"loss": ..., "recipe": [overrides], "ours": ...}]``, in the
+    order given); ``recipes`` maps a loss to the overrides its runs used beyond the loss."""
+    recipes = recipes or {}
+    by_loss = [
+        {"loss": loss, "recipe": list(recipes.get(loss, ())), "ours": _ours(per_dataset)}
+        for loss, per_dataset in runs.items()
+    ]
     return {"by_loss": by_loss, "published": _published()}
+
+
+def _recipe_label(row: dict) -> str:
+    return " (its paper's recipe)" if row.get("recipe") else ""
 
 
 def _fmt(value: float | None, percent: bool = False) -> str:
@@ -139,7 +167,10 @@ def markdown(table: dict) -> str:
         "|---|---|---|---|---|---|---|---|\n"
     )
     if "by_loss" in table:
-        lines = [_our_line(r["ours"], f"GAN, loss={r['loss']}") for r in table["by_loss"]]
+        lines = [
+            _our_line(r["ours"], f"GAN, loss={r['loss']}{_recipe_label(r)}")
+            for r in table["by_loss"]
+        ]
     else:
         lines = [_our_line(table["ours"], "GAN, default config")]
     for row in table["published"]:
@@ -163,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated GAN losses, one row each ({', '.join(gan.LOSSES)}); "
         "default: one row, the config's loss",
     )
+    parser.add_argument(
+        "--same-recipe",
+        action="store_true",
+        help="with --losses: change only model.loss, not the recipe its paper uses",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.seeds < 1:
@@ -175,17 +211,19 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--losses must name some of {', '.join(gan.LOSSES)}, got {args.losses!r}")
         if any(item.split("=")[0].strip() == "model.loss" for item in args.overrides):
             parser.error("--losses sets model.loss itself; drop --set model.loss=...")
+    recipes = {} if args.same_recipe or args.losses is None else RECIPES
     out = Path(args.out)
     default_loss = gan.GANConfig().loss
     runs: dict[str | None, dict[str, list[dict]]] = {}
     jobs = [(loss, d, s) for loss in losses for d in DATASETS for s in range(args.seeds)]
     for i, (loss, dataset, seed) in enumerate(jobs, start=1):
-        named = "" if loss in (None, default_loss) else f"-{loss}"
+        recipe = recipes.get(loss, ())
+        named = "" if loss in (None, default_loss) else f"-{loss}" + ("-paper" if recipe else "")
         work = out / f"{dataset}{named}-seed{seed}"
         what = f"gan ({loss}) on {dataset}" if loss else f"gan on {dataset}"
         print(f"[{i}/{len(jobs)}] {what}, seed {seed} -> {work}", file=sys.stderr)
         argv_run = ["--model", "gan", "--dataset", dataset, "--workdir", str(work)]
-        settings = [f"train.seed={seed}", *args.overrides]
+        settings = [f"train.seed={seed}", *recipe, *args.overrides]
         if loss is not None:
             settings.append(f"model.loss={loss}")
         for item in settings:
@@ -197,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             return code
         summary = json.loads((work / "summary.json").read_text())
         runs.setdefault(loss, {}).setdefault(dataset, []).append(summary["metrics"])
-    table = summarise(runs[None]) if args.losses is None else summarise_losses(runs)
+    table = summarise(runs[None]) if args.losses is None else summarise_losses(runs, recipes)
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.json").write_text(json.dumps(table, indent=2) + "\n")
     (out / "table.md").write_text(markdown(table))

@@ -86,3 +86,40 @@ def test_gan_table_refuses_bad_losses(argv, message, capsys, tmp_path):
     assert info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("same_recipe", [False, True])
+def test_gan_table_runs_each_loss_with_its_paper_s_recipe(same_recipe, monkeypatch, tmp_path):
+    import json
+
+    from experiments import gan_table, train
+
+    calls = []
+
+    def fake_main(argv):
+        work = argv[argv.index("--workdir") + 1]
+        settings = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+        calls.append((work, settings))
+        metrics = {"modes_captured": 8, "high_quality_fraction": 0.9, "reverse_kl": 0.1}
+        (tmp_path / work).mkdir(parents=True, exist_ok=True)
+        (tmp_path / work / "summary.json").write_text(json.dumps({"metrics": metrics}))
+        return 0
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train, "main", fake_main)
+    argv = ["--seeds", "1", "--out", "t", "--losses", "hinge,wgan_gp", "--quiet"]
+    assert gan_table.main(argv + (["--same-recipe"] if same_recipe else [])) == 0
+    wgan = [(w, s) for w, s in calls if "model.loss=wgan_gp" in s]
+    hinge = [(w, s) for w, s in calls if "model.loss=hinge" in s]
+    assert len(wgan) == len(hinge) == 2  # ring8 and grid25
+    for _, settings in hinge:
+        assert settings == ["train.seed=0", "model.loss=hinge"]
+    recipe = ["model.d_steps=5", "model.r1_gamma=0", "optimizer.learning_rate=1e-4"]
+    for work, settings in wgan:
+        assert all(item in settings for item in recipe) != same_recipe
+        assert work.endswith("-wgan_gp-seed0" if same_recipe else "-wgan_gp-paper-seed0")
+    table = json.loads((tmp_path / "t" / "table.json").read_text())
+    assert bool(table["by_loss"][1]["recipe"]) != same_recipe
+    assert ("loss=wgan_gp (its paper's recipe)" in (tmp_path / "t" / "table.md").read_text()) != (
+        same_recipe
+    )
