@@ -149,3 +149,65 @@ def run_on_cpu_devices():
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     return run
+
+
+# --- A random FID InceptionV3, as the PyTorch reference builds it --------------------------
+
+
+def _torch_fidelity_extractor():
+    """torch-fidelity's InceptionV3 feature extractor module. The package's ``__init__``
+    imports torchvision for its datasets; the extractor needs only torch, so its modules are
+    loaded under a bare package."""
+    import importlib.util
+    import types
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("torch_fidelity")
+    if spec is None:
+        pytest.skip("torch-fidelity is not installed (pip install torch-fidelity==0.3.0)")
+    root = Path(spec.submodule_search_locations[0])
+    if "torch_fidelity" not in sys.modules:
+        package = types.ModuleType("torch_fidelity")
+        package.__path__ = [str(root)]
+        sys.modules["torch_fidelity"] = package
+    from torch_fidelity import feature_extractor_inceptionv3 as fe
+
+    return fe
+
+
+@pytest.fixture(scope="session")
+def inception_reference(tmp_path_factory):
+    """torch-fidelity's FID InceptionV3 (pytorch-fid's blocks and parameter names) with
+    seeded random weights, batch-normalisation statistics included, in eval mode."""
+    torch = pytest.importorskip("torch")
+    fe = _torch_fidelity_extractor()
+
+    class Random(fe.FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, strict=True):
+            if state_dict is not None:  # keep the random initialisation
+                return super().load_state_dict(state_dict, strict)
+
+    empty = tmp_path_factory.mktemp("inception") / "none.pth"
+    torch.save(None, empty)
+    torch.manual_seed(0)
+    net = Random("inception-v3-compat", ["2048", "logits"], feature_extractor_weights_path=empty)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                n = module.num_features
+                module.weight.copy_(0.5 + torch.rand(n, generator=gen))
+                module.bias.copy_(0.2 * torch.randn(n, generator=gen))
+                module.running_mean.copy_(0.2 * torch.randn(n, generator=gen))
+                module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def inception_weights_file(inception_reference, tmp_path_factory):
+    """The random reference's state dict saved as pytorch-fid's weights file would be."""
+    import torch
+
+    path = tmp_path_factory.mktemp("inception-weights") / "pt_inception-2015-12-05-6726825d.pth"
+    torch.save(inception_reference.state_dict(), path)
+    return path

@@ -42,8 +42,9 @@ Metrics on the 2-D mixtures (``genjax.data.mode_statistics``, the VEEGAN / PacGA
 one), over ``eval.eval_samples`` generated points (2,500 by default, as in those papers);
 the same three for the raw generator weights under ``raw_*`` when an EMA is kept.
 
-Metrics on images (``digits``, ``mnist``): an evaluation classifier (``genjax.eval``, an MLP
-trained on the train split, seeded and saved under ``classifier/``) labels
+Metrics on images (``digits``, ``mnist``, ``cifar10``, ``celeb_a_64``): an evaluation
+classifier (``genjax.eval``, an MLP trained on the train split, seeded and saved under
+``classifier/``) labels
 ``eval.image_samples`` generated images. ``class_fractions`` is their class histogram,
 ``class_coverage`` the number of classes whose share lies within a factor 1.5 of the uniform
 share (5% to 15% for 10 classes), ``min_class_fraction`` / ``max_class_fraction`` its
@@ -58,6 +59,25 @@ perfect generator would reach, up to sampling noise). In the same features
 ``coverage_classifier`` (Naeem et al., 2020), all with k = 3 and on equal numbers of real and
 generated rows (the first as many generated images as the test split has); the same against
 the train split under ``<name>_train_test``.
+
+With the FID network's weights (``--set eval.inception_weights=PATH``, the file
+``pt_inception-2015-12-05-6726825d.pth`` that pytorch-fid downloads; reading it needs torch),
+an image run also reports the same metrics in InceptionV3's 2048-d pool features
+(:mod:`genjax.eval.inception`, pytorch-fid's resize to 299 x 299): ``fid_inception``,
+``kid_inception``, ``precision_inception`` / ``recall_inception``, ``density_inception`` /
+``coverage_inception``, each with its ``_train_test`` reference, and ``inception_score``
+(10 splits of the 1008 logits, as torch-fidelity computes it; ``inception_score_test``: the
+test images' own). The real images are the first ``eval.inception_reference`` (10,000) of
+the test split, and as many of the train split for the references; the file is read before
+training starts, so a bad path stops the run at once. Without the file only the
+``*_classifier`` metrics are reported: their names say which features they use.
+
+    python -m experiments.train --model gan --dataset cifar10 --workdir runs/gan-cifar10 \
+        --set eval.inception_weights=/path/to/pt_inception-2015-12-05-6726825d.pth
+
+The ``cifar10`` and ``celeb_a_64`` configs are Miyato et al. (2018)'s recipe for their
+standard CNN (hinge loss, spectral normalisation, Adam (2e-4, 0.5), batch 64, 100,000
+generator updates) on the DCGAN pair; they have not been run to completion here.
 
 A class-conditional GAN (``--set model.conditional=true``, on a labelled set) is sampled
 with the classes ``i mod K`` and also reports ``conditional_accuracy`` (the share of samples
@@ -96,6 +116,8 @@ from genjax.eval import (
     ClassifierConfig,
     density_coverage,
     frechet_distance,
+    inception,
+    inception_score,
     kernel_inception_distance,
     precision_recall,
     train_classifier,
@@ -112,16 +134,40 @@ class GANEval:
       image_samples: generated images for the class histogram and the Fréchet distance.
       classifier_steps: training steps of the evaluation classifier (images).
       classifier_seed: seed of the evaluation classifier.
+      inception_weights: path of the FID InceptionV3 weights file
+        (``pt_inception-2015-12-05-6726825d.pth``, as pytorch-fid downloads it; reading it
+        needs torch), or "" for the classifier's features only. With it, image runs also
+        report the ``*_inception`` metrics.
+      inception_reference: at most this many real images (the first of the test split, and
+        as many of the train split for the ``*_train_test`` references) in the Inception
+        features; 10,000 is CIFAR-10's whole test split.
+      inception_batch: images per InceptionV3 call.
     """
 
     eval_samples: int = 2500
     image_samples: int = 10_000
     classifier_steps: int = 1000
     classifier_seed: int = 0
+    inception_weights: str = ""
+    inception_reference: int = 10_000
+    inception_batch: int = 100
 
     def __post_init__(self):
-        minimum = {"eval_samples": 1, "image_samples": 1, "classifier_steps": 1}
+        minimum = {
+            "eval_samples": 1,
+            "image_samples": 1,
+            "classifier_steps": 1,
+            "inception_reference": 2,
+            "inception_batch": 1,
+        }
         for f in dataclasses.fields(self):
+            if f.name == "inception_weights":
+                if not isinstance(self.inception_weights, str):
+                    raise ConfigError(
+                        f"eval.inception_weights must be a path (a string), "
+                        f"got {self.inception_weights!r}"
+                    )
+                continue
             try:
                 check_int(f"eval.{f.name}", getattr(self, f.name), minimum.get(f.name, 0))
             except ValueError as err:
@@ -188,6 +234,43 @@ def _mnist() -> RunConfig:
         ),
         data=DataConfig(flatten=False),
     )
+
+
+def _sngan(dataset: str, stages: tuple[int, ...]) -> RunConfig:
+    # Miyato et al. (2018)'s recipe for their standard CNN: the hinge loss, spectral
+    # normalisation in the discriminator, one discriminator update per generator update, Adam
+    # (2e-4, 0.5, 0.999), batch 64, 100,000 generator updates; the DCGAN pair's channels
+    # ``stages`` coarse to fine. Evaluate with the FID network by adding
+    # ``--set eval.inception_weights=PATH``.
+    return RunConfig(
+        model="gan",
+        dataset=dataset,
+        model_config=gan.GANConfig(
+            architecture="dcgan",
+            latent_dim=128,
+            output="sigmoid",
+            generator_features=stages,
+            discriminator_features=stages[::-1],
+            generator_norm="group",
+            spectral_norm=True,
+            loss="hinge",
+            r1_gamma=0.0,
+        ),
+        evaluation=GANEval(),
+        train=schedule(100_000, 64, 500, checkpoint_every=10_000, eval_every=25_000),
+        optimizer=OptimizerConfig(learning_rate=2e-4, b1=0.5),
+        data=DataConfig(flatten=False),
+    )
+
+
+def _cifar10() -> RunConfig:
+    # 32x32x3: three stride-2 stages, 4x4 -> 32x32.
+    return _sngan("cifar10", (256, 128, 64))
+
+
+def _celeb_a_64() -> RunConfig:
+    # 64x64x3: four stride-2 stages, 4x4 -> 64x64.
+    return _sngan("celeb_a_64", (512, 256, 128, 64))
 
 
 def _mode_metrics(spec, samples, prefix: str = "") -> dict:
@@ -289,6 +372,75 @@ def _feature_metrics(real, generated, rng, name: str) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=1)
+def _inception_variables(path: str) -> dict:
+    return inception.load_weights(path)
+
+
+def check(config: RunConfig, info) -> None:
+    """``eval.inception_weights``, when given, must be a readable FID InceptionV3 weights file
+    and the data an image set: both checked (the file read) before training starts."""
+    path = getattr(config.evaluation, "inception_weights", "")
+    if not path:
+        return
+    if info.image_shape is None:
+        raise ConfigError(
+            f"eval.inception_weights: {config.dataset!r} is not an image set; the InceptionV3 "
+            "features need images"
+        )
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"eval.inception_weights: no file at {path!r} (give the path of the FID "
+            f"InceptionV3 weights, {inception.WEIGHTS_FILE})"
+        )
+    try:
+        _inception_variables(str(Path(path).resolve()))
+    except Exception as err:  # torch's unpickling errors share no base class
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ConfigError(
+            f"eval.inception_weights: cannot read {path!r} as the FID InceptionV3 weights "
+            f"({inception.WEIGHTS_FILE}): {reason}"
+        ) from None
+
+
+def _unit_images(dataset, count: int) -> np.ndarray:
+    """The first ``count`` images of a split as float32 ``[n, H, W, C]`` in ``[0, 1]`` (the
+    stored pixels divided by the set's largest value)."""
+    images = np.asarray(dataset.get(np.arange(count))["image"], np.float32)
+    return images / np.float32(dataset.image_max)
+
+
+def _inception_metrics(variables, generated, real, real_train, rng, batch_size: int) -> dict:
+    """The FID, KID, precision / recall, density / coverage and inception score of
+    ``generated`` images against ``real`` ones (``[N, H, W, C]`` in ``[0, 1]``) in the FID
+    InceptionV3's features (:mod:`genjax.eval.inception`), keyed ``*_inception``; the same
+    for ``real_train`` against ``real`` under ``*_inception_train_test``.
+
+    ``fid_inception`` is the Fréchet distance of the 2048-d pool features (Heusel et al.,
+    2017); ``inception_score`` / ``inception_score_std`` the inception score (Salimans et
+    al., 2016) of the generated images over 10 splits, from the network's 1008 logits as
+    torch-fidelity computes it, ``inception_score_test`` the test images' own."""
+
+    def features(images):
+        return inception.inception_features(variables, images, batch_size=batch_size, logits=True)
+
+    gen_pool, gen_logits = features(generated)
+    real_pool, real_logits = features(real)
+    train_pool, _ = features(real_train)
+    metrics = {
+        "fid_inception": frechet_distance(gen_pool, real_pool),
+        "fid_inception_train_test": frechet_distance(train_pool, real_pool),
+    }
+    metrics.update(_feature_metrics(real_pool, gen_pool, rng, "inception"))
+    reference = _feature_metrics(real_pool, train_pool, rng, "inception")
+    metrics.update({f"{name}_train_test": v for name, v in reference.items()})
+    for name, logits in (("inception_score", gen_logits), ("inception_score_test", real_logits)):
+        score = inception_score(logits, from_logits=True, num_splits=min(10, len(logits)))
+        metrics[name] = float(score.mean)
+        metrics[f"{name}_std"] = float(score.std)
+    return metrics
+
+
 def _conditional_metrics(classifier, labels, predicted, gen_features, test_features, test_labels):
     """A conditional model's ``conditional_accuracy`` (the share of samples the classifier
     puts in their requested class), per class, and each class's precision / recall against
@@ -352,6 +504,18 @@ def _image_evaluate(ctx: EvalContext) -> dict:
         metrics.update(
             _conditional_metrics(
                 classifier, labels, predicted, gen_features, test_features, test_labels
+            )
+        )
+    if e.inception_weights:
+        count = min(e.inception_reference, len(ctx.test), len(ctx.train))
+        metrics.update(
+            _inception_metrics(
+                _inception_variables(str(Path(e.inception_weights).resolve())),
+                samples.reshape(n, *ctx.info.image_shape),
+                _unit_images(ctx.test, count),
+                _unit_images(ctx.train, count),
+                jax.random.fold_in(ctx.rng, 2),
+                e.inception_batch,
             )
         )
     if ctx.info.image_shape is not None:
@@ -425,7 +589,14 @@ def snapshot(config: RunConfig, objective: gan.GANObjective, workdir: Path):
 SPEC = ModelSpec(
     name="gan",
     description="GAN: mode coverage on ring8/grid25, class coverage and Fréchet distance on images",
-    configs={"ring8": _ring8, "grid25": _grid25, "digits": _digits, "mnist": _mnist},
+    configs={
+        "ring8": _ring8,
+        "grid25": _grid25,
+        "digits": _digits,
+        "mnist": _mnist,
+        "cifar10": _cifar10,
+        "celeb_a_64": _celeb_a_64,
+    },
     evaluate=evaluate,
     metric_names=(
         "modes_captured",
@@ -438,9 +609,17 @@ SPEC = ModelSpec(
         "density_classifier",
         "coverage_classifier",
         "conditional_accuracy",
+        "fid_inception",
+        "kid_inception",
+        "precision_inception",
+        "recall_inception",
+        "density_inception",
+        "coverage_inception",
+        "inception_score",
     ),
     eval_cls=GANEval,
     eval_during=eval_during,
+    check=check,
     snapshot=snapshot,
     headline=(
         ("modes captured", "modes_captured", "num_modes", "modes of the mixture"),
@@ -451,6 +630,12 @@ SPEC = ModelSpec(
             "the raw (non-EMA) generator",
         ),
         ("classes within 5-15% of 10,000 samples", "class_coverage", "num_classes", "classes"),
+        (
+            "FID to the test split (InceptionV3 features)",
+            "fid_inception",
+            "fid_inception_train_test",
+            "train split vs test split",
+        ),
         (
             "Fréchet distance to the test split (classifier features)",
             "frechet_distance",

@@ -3,18 +3,12 @@
 The reference is torch-fidelity's ``FeatureExtractorInceptionV3`` (pytorch-fid's FID blocks,
 ``FIDInceptionA`` / ``C`` / ``E_1`` / ``E_2``, in plain torch, under the same parameter
 names as pytorch-fid's weights file), on the same random weights (batch normalisation
-statistics included) and inputs; and ``torch.nn.functional.interpolate`` (pytorch-fid's
-resize) for :func:`preprocess`. torch-fidelity's package ``__init__`` imports torchvision for
-its datasets; the feature extractor itself needs only torch, so its three modules are loaded
-under a bare package.
+statistics included; the ``inception_reference`` fixture of ``tests/conftest.py``) and
+inputs; and ``torch.nn.functional.interpolate`` (pytorch-fid's resize) for
+:func:`preprocess`.
 """
 
 from __future__ import annotations
-
-import importlib.util
-import sys
-import types
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -26,46 +20,8 @@ from genjax.eval import inception
 torch = pytest.importorskip("torch")
 
 
-def _torch_fidelity_extractor():
-    spec = importlib.util.find_spec("torch_fidelity")
-    if spec is None:
-        pytest.skip("torch-fidelity is not installed (pip install torch-fidelity==0.3.0)")
-    root = Path(spec.submodule_search_locations[0])
-    if "torch_fidelity" not in sys.modules:
-        package = types.ModuleType("torch_fidelity")
-        package.__path__ = [str(root)]
-        sys.modules["torch_fidelity"] = package
-    from torch_fidelity import feature_extractor_inceptionv3 as fe
-
-    return fe
-
-
-def _random_reference(tmp_path):
-    fe = _torch_fidelity_extractor()
-
-    class Random(fe.FeatureExtractorInceptionV3):
-        def load_state_dict(self, state_dict, strict=True):
-            if state_dict is not None:  # keep the random initialisation
-                return super().load_state_dict(state_dict, strict)
-
-    empty = tmp_path / "none.pth"
-    torch.save(None, empty)
-    torch.manual_seed(0)
-    net = Random("inception-v3-compat", ["2048", "logits"], feature_extractor_weights_path=empty)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                n = module.num_features
-                module.weight.copy_(0.5 + torch.rand(n, generator=gen))
-                module.bias.copy_(0.2 * torch.randn(n, generator=gen))
-                module.running_mean.copy_(0.2 * torch.randn(n, generator=gen))
-                module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
-    return net.eval()
-
-
-def test_pool_features_and_logits_match_the_pytorch_reference(tmp_path):
-    reference = _random_reference(tmp_path)
+def test_pool_features_and_logits_match_the_pytorch_reference(inception_reference):
+    reference = inception_reference
     images = np.random.default_rng(0).integers(0, 256, (2, 3, 299, 299), dtype=np.uint8)
     with torch.no_grad():
         pool_ref, logits_ref = (t.numpy() for t in reference(torch.from_numpy(images)))
