@@ -434,6 +434,7 @@ def machine_info() -> dict[str, Any]:
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     if torch_available():
         import torch
@@ -460,6 +461,7 @@ def markdown(result: dict[str, Any]) -> str:
             if "torch" in machine
             else ""
         )
+        + f"; XLA_FLAGS {machine.get('xla_flags') or '(none)'}"
         + f"; load average {result['load_before'][0]:.2f} before, {result['load_after'][0]:.2f} "
         f"after (1 min). Matmul peak ({result['matmul']['n']}² float32, XLA): "
         f"{result['matmul']['median'] / 1e9:.1f} GFLOP/s.",

@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from genjax import models
+from genjax import models, xla_defaults
 from genjax.config import (
     ConfigError,
     DataConfig,
@@ -641,7 +641,9 @@ LIBRARY: Catalog = _Library()
 
 def main(argv: list[str] | None = None, *, catalog: Catalog | None = None) -> int:
     """Run the command on ``argv`` (default ``sys.argv[1:]``) with the models of ``catalog``
-    (default: the library's, :data:`LIBRARY`); returns the exit code."""
+    (default: the library's, :data:`LIBRARY`); returns the exit code. Sets genjax's XLA:CPU
+    defaults first (:func:`genjax.xla_defaults.apply`), unless JAX has already started."""
+    xla_defaults.apply()
     catalog = catalog or LIBRARY
     parser = build_parser(catalog)
     try:

@@ -41,6 +41,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # XLA's CPU eigh/svd/qr call OpenBLAS, whose threads fight XLA's own on a small machine (a
 # 784x784 eigh took ~5 s instead of ~0.1 s on 2 cores): one BLAS thread.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# The suite runs under the XLA:CPU settings the commands use (genjax.xla_defaults), so that a
+# numerical difference they make shows here; GENJAX_XLA_DEFAULTS=0 runs it without them.
+from genjax import xla_defaults  # imports nothing from JAX
+
+xla_defaults.apply()
 # One persistent compilation cache for the whole session, inherited by the subprocesses the
 # resume and multi-device tests start: a restarted run loads the executables it compiled
 # before (the same binaries, so bitwise-identical numbers) instead of compiling again.
