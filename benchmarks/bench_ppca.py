@@ -17,8 +17,16 @@ timed calls, each ending with ``block_until_ready``:
   cancels. ``"implicit"``: ``S W = Xc^T (Xc W) / N`` (``O(N D q)``); ``"explicit"``: ``S W`` from
   the ``D x D`` covariance formed once (``O(D^2 q)``); ``setup_s`` is ``T(steps=1)``.
 
-``compile_s`` is the time to lower and compile the jitted core for these shapes. Prints one JSON
-object (and writes it to ``--out`` if given).
+``compile_s`` is the time to lower and compile the jitted core for these shapes.
+
+* ``sklearn.<solver>``: scikit-learn's ``PCA(n_components=q, svd_solver=solver).fit`` on the
+  same data as a NumPy array, for ``"auto"`` (what a user gets: for data this tall it picks
+  ``"covariance_eigh"``) and ``"covariance_eigh"``; run in a child process that has OpenBLAS's
+  threads (one per core) so that scikit-learn's BLAS calls are not held to the one thread
+  this process uses. ``closed_form_speedup`` is the median time of scikit-learn's ``auto``
+  fit over that of the fastest closed-form method.
+
+Prints one JSON object (and writes it to ``--out`` if given).
 
 Threads: XLA's CPU ``eigh``/``svd``/``qr`` call LAPACK through SciPy's bundled OpenBLAS, whose own
 worker threads then compete with XLA's thread pool. On a 2-core machine that made a 784 x 784
@@ -36,6 +44,8 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -70,6 +80,31 @@ def _compile_time(jitted: Any, *args: Any, **static: Any) -> float:
     return time.perf_counter() - t0
 
 
+SKLEARN_SOLVERS = ("auto", "covariance_eigh")
+
+
+def _sklearn_worker(n: int, d: int, q: int, repeats: int) -> dict[str, Any]:
+    """Times scikit-learn's PCA fits on the benchmark's data (run in the child process)."""
+    import numpy as np
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(_synthetic(n, d, q))
+    out = {}
+    for solver in SKLEARN_SOLVERS:
+        times = _time(lambda s=solver: PCA(n_components=q, svd_solver=s).fit(x), repeats)
+        out[f"sklearn.{solver}"] = _summary(times)
+    return out
+
+
+def _sklearn(n: int, d: int, q: int, repeats: int) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env["OPENBLAS_NUM_THREADS"] = str(os.cpu_count() or 1)
+    cmd = [sys.executable, "-m", "benchmarks.bench_ppca", "--sklearn-worker"]
+    cmd += ["--n", str(n), "--d", str(d), "--q", str(q), "--repeats", str(repeats)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout)
+
+
 def bench(
     n: int, d: int, q: int, repeats: int, em_steps: int, methods: list[str]
 ) -> dict[str, Any]:
@@ -100,6 +135,9 @@ def bench(
             "setup_s": statistics.median(t1),
             f"steps_{em_steps + 1}": _summary(tk),
         }
+    out.update(_sklearn(n, d, q, repeats))
+    fastest = min(out[f"closed_form.{m}"]["median_s"] for m in methods)
+    out["closed_form_speedup"] = out["sklearn.auto"]["median_s"] / fastest
     return out
 
 
@@ -118,7 +156,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="closed-form spectrum paths to time (svd is the slow one on tall data)",
     )
     parser.add_argument("--out", default=None, help="also write the JSON here")
+    parser.add_argument("--sklearn-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.sklearn_worker:
+        result = _sklearn_worker(args.n, args.d, args.q, args.repeats)
+        print(json.dumps(result))
+        return result
 
     result = {
         "benchmark": "ppca",
