@@ -76,6 +76,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax import losses
 from genjax._checks import check_int as _check_count
 from genjax.models import _vae_common as C
 from genjax.models._vae_common import LIKELIHOODS, VARIANCES
@@ -129,6 +130,9 @@ class VAEConfig(C.SavedKeys, ModelConfig):
       beta: KL weight (1 = the ELBO; beta-VAE otherwise).
       warmup_steps: linear KL warm-up from 0 to beta over these steps (0 = none).
       free_bits: nats per latent dimension not penalised by the KL (0 = off).
+      importance_samples: K, the samples per example of the training bound: 1 is the ELBO,
+        K > 1 the importance-weighted bound L_K (the IWAE of Burda et al., 2016; needs
+        beta = 1, no warm-up and no free bits, which L_K has no place for).
 
     Training a VAE on 64-d inputs with KL warm-up for two updates, then sampling::
 
@@ -174,6 +178,7 @@ class VAEConfig(C.SavedKeys, ModelConfig):
     beta: float = 1.0
     warmup_steps: int = 0
     free_bits: float = 0.0
+    importance_samples: int = 1
 
     def __post_init__(self):
         if isinstance(self.hidden, list):
@@ -182,6 +187,15 @@ class VAEConfig(C.SavedKeys, ModelConfig):
         C.check_nonnegative(self._label("beta"), self.beta)
         _check_count(self._label("warmup_steps"), self.warmup_steps, 0)
         C.check_nonnegative(self._label("free_bits"), self.free_bits)
+        _check_count(self._label("importance_samples"), self.importance_samples)
+        if self.importance_samples > 1:
+            for name, plain in (("beta", 1.0), ("warmup_steps", 0), ("free_bits", 0.0)):
+                if getattr(self, name) != plain:
+                    raise ValueError(
+                        f"{self._label(name)}={getattr(self, name)!r} has no meaning in the "
+                        f"importance-weighted bound ({self._label('importance_samples')}="
+                        f"{self.importance_samples}); leave it at {plain!r}"
+                    )
 
     def objective(self, info: DataInfo) -> VAEObjective:
         """The VAE for data of ``info.shape``; ``ValueError`` (naming the field) for data the
@@ -230,9 +244,17 @@ class VAEObjective(C.OnePlayerObjective):
         return self.warmup_loss if self.stateful else self.elbo_loss
 
     def elbo_loss(self, params, batch, rng):
-        """:func:`loss` with the config's ``beta`` and ``free_bits``."""
+        """:func:`loss` with the config's ``beta``, ``free_bits`` and ``importance_samples``."""
         c = self.config
-        return loss(self.model, params, batch, rng, beta=c.beta, free_bits=c.free_bits)
+        return loss(
+            self.model,
+            params,
+            batch,
+            rng,
+            beta=c.beta,
+            free_bits=c.free_bits,
+            importance_samples=c.importance_samples,
+        )
 
     def warmup_loss(self, params, model_state, batch, rng):
         """:func:`loss` with the KL weight ``model_state["kl_weight"]``, returned unchanged."""
@@ -396,6 +418,7 @@ def loss(
     *,
     beta: Any = 1.0,
     free_bits: float = 0.0,
+    importance_samples: int = 1,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The engine's loss: minus the batch-mean ELBO, ``-(1/B) sum_b losses.elbo(...)_b``.
 
@@ -403,6 +426,14 @@ def loss(
     reparameterised ``z_b ~ q(z | x_b)`` (noise ``jax.random.normal(rng, [B, q])``) and the
     analytic KL. Bind ``model`` (and the weights) with ``functools.partial`` for
     ``Task.from_loss``, or use :meth:`VAEConfig.objective`.
+
+    With ``importance_samples = K > 1`` it is minus the batch-mean importance-weighted bound
+    ``L_K = logsumexp_k log w_k - log K``, ``log w_k = log p(x | z_k) + log p(z_k) -
+    log q(z_k | x)`` over ``K`` reparameterised ``z_k ~ q(z | x)`` (:func:`log_weights`,
+    ``losses.iwae_bound``; Burda et al., 2016, eq. 8), whose gradient weights each sample by
+    its normalised importance weight; ``beta`` must be 1 and ``free_bits`` 0. Its metrics
+    add ``iwae_bound``; ``elbo``, ``log_px_given_z`` and ``kl`` are then the means over the
+    ``K`` samples (the KL a Monte Carlo estimate).
 
     Args:
       model: the :class:`VAE`.
@@ -417,6 +448,8 @@ def loss(
       no free bits), ``log_px_given_z``, ``kl``, ``kl_weight`` (``beta``).
     """
     x = batch["x"]
+    if importance_samples > 1:
+        return _iwae_loss(model, params, x, rng, importance_samples)
     v = C.variables(params)
     mean, log_var = model.apply(v, x, method=VAE.encode)
     z = C.reparameterize(mean, log_var, C.normal_like(rng, mean))
@@ -429,6 +462,19 @@ def loss(
         "kl_weight": jnp.asarray(beta, jnp.float32),
     }
     return -jnp.mean(weighted), metrics
+
+
+def _iwae_loss(model, params, x, rng, num_samples: int):
+    log_px, log_p, log_q = _log_weights(model, params, x, rng, num_samples)
+    bound = losses.iwae_bound(log_px, log_p, log_q)
+    metrics = {
+        "iwae_bound": jnp.mean(bound),
+        "elbo": jnp.mean(log_px + log_p - log_q),
+        "log_px_given_z": jnp.mean(log_px),
+        "kl": jnp.mean(log_q - log_p),
+        "kl_weight": jnp.asarray(1.0, jnp.float32),
+    }
+    return -jnp.mean(bound), metrics
 
 
 def kl_weight(step: Any, beta: float, warmup_steps: int) -> jax.Array:
