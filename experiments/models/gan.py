@@ -106,72 +106,50 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.models import schedule
+from experiments.models.image_metrics import (
+    INCEPTION_METRIC_NAMES,
+    InceptionEval,
+    check,
+    evaluate_inception,
+    feature_metrics,
+    neighbour_metrics,
+)
 from experiments.registry import EvalContext, ModelSpec
 from genjax import viz
 from genjax._checks import check_int
 from genjax.config import ConfigError, DataConfig, OptimizerConfig, RunConfig
 from genjax.data import MIXTURES
 from genjax.data.synthetic import mode_statistics
-from genjax.eval import (
-    ClassifierConfig,
-    density_coverage,
-    frechet_distance,
-    inception,
-    inception_score,
-    kernel_inception_distance,
-    precision_recall,
-    train_classifier,
-)
+from genjax.eval import ClassifierConfig, frechet_distance, train_classifier
 from genjax.models import gan
 
 
 @dataclasses.dataclass(frozen=True)
-class GANEval:
-    """How a trained GAN is evaluated.
+class GANEval(InceptionEval):
+    """How a trained GAN is evaluated (and the InceptionV3 settings of
+    :class:`~experiments.models.image_metrics.InceptionEval`).
 
     Attributes:
       eval_samples: generated points for the 2-D mode statistics.
-      image_samples: generated images for the class histogram and the Fréchet distance.
+      image_samples: generated images for the class histogram, the Fréchet distance and the
+        feature metrics.
       classifier_steps: training steps of the evaluation classifier (images).
       classifier_seed: seed of the evaluation classifier.
-      inception_weights: path of the FID InceptionV3 weights file
-        (``pt_inception-2015-12-05-6726825d.pth``, as pytorch-fid downloads it; reading it
-        needs torch), or "" for the classifier's features only. With it, image runs also
-        report the ``*_inception`` metrics.
-      inception_reference: at most this many real images (the first of the test split, and
-        as many of the train split for the ``*_train_test`` references) in the Inception
-        features; 10,000 is CIFAR-10's whole test split.
-      inception_batch: images per InceptionV3 call.
     """
 
     eval_samples: int = 2500
     image_samples: int = 10_000
     classifier_steps: int = 1000
     classifier_seed: int = 0
-    inception_weights: str = ""
-    inception_reference: int = 10_000
-    inception_batch: int = 100
 
     def __post_init__(self):
-        minimum = {
-            "eval_samples": 1,
-            "image_samples": 1,
-            "classifier_steps": 1,
-            "inception_reference": 2,
-            "inception_batch": 1,
-        }
-        for f in dataclasses.fields(self):
-            if f.name == "inception_weights":
-                if not isinstance(self.inception_weights, str):
-                    raise ConfigError(
-                        f"eval.inception_weights must be a path (a string), "
-                        f"got {self.inception_weights!r}"
-                    )
-                continue
-            try:
-                check_int(f"eval.{f.name}", getattr(self, f.name), minimum.get(f.name, 0))
-            except ValueError as err:
-                raise ConfigError(str(err)) from None
+        super().__post_init__()
+        minimum = {"eval_samples": 1, "image_samples": 1, "classifier_steps": 1}
+        try:
+            for name in ("eval_samples", "image_samples", "classifier_steps", "classifier_seed"):
+                check_int(f"eval.{name}", getattr(self, name), minimum.get(name, 0))
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
 
 def _mixture(name: str, steps: int) -> RunConfig:
@@ -343,111 +321,13 @@ def _mixture_evaluate(ctx: EvalContext, spec) -> dict:
     return metrics
 
 
-#: The neighbour rank of precision / recall and density / coverage (Kynkäänniemi et al., 2019).
-_K = 3
-
-
-def _neighbour_metrics(real, generated, name: str) -> dict:
-    """Improved precision / recall and density / coverage (k = 3) of ``generated`` against
-    ``real`` features ``[N, D]``, on equal numbers of rows (the first ``min(N, M)`` of each),
-    as in the papers; keyed ``<metric>_<name>``."""
-    size = min(len(real), len(generated))
-    real, generated = real[:size], generated[:size]
-    pr = precision_recall(real, generated, k=_K)
-    dc = density_coverage(real, generated, k=_K)
-    values = {"precision": pr.precision, "recall": pr.recall}
-    values.update(density=dc.density, coverage=dc.coverage)
-    return {f"{metric}_{name}": float(v) for metric, v in values.items()}
-
-
-def _feature_metrics(real, generated, rng, name: str) -> dict:
-    """The kernel inception distance (cubic-kernel MMD^2, 100 subsets of up to 1000 rows;
-    Bińkowski et al., 2018) and :func:`_neighbour_metrics` of ``generated`` against ``real``
-    features, keyed ``<metric>_<name>`` (``kid_std_<name>``: the spread over subsets)."""
-    kid = kernel_inception_distance(real, generated, rng)
-    return {
-        f"kid_{name}": float(kid.mean),
-        f"kid_std_{name}": float(kid.std),
-        **_neighbour_metrics(real, generated, name),
-    }
-
-
-@functools.lru_cache(maxsize=1)
-def _inception_variables(path: str) -> dict:
-    return inception.load_weights(path)
-
-
-def check(config: RunConfig, info) -> None:
-    """``eval.inception_weights``, when given, must be a readable FID InceptionV3 weights file
-    and the data an image set: both checked (the file read) before training starts."""
-    path = getattr(config.evaluation, "inception_weights", "")
-    if not path:
-        return
-    if info.image_shape is None:
-        raise ConfigError(
-            f"eval.inception_weights: {config.dataset!r} is not an image set; the InceptionV3 "
-            "features need images"
-        )
-    if not Path(path).is_file():
-        raise ConfigError(
-            f"eval.inception_weights: no file at {path!r} (give the path of the FID "
-            f"InceptionV3 weights, {inception.WEIGHTS_FILE})"
-        )
-    try:
-        _inception_variables(str(Path(path).resolve()))
-    except Exception as err:  # torch's unpickling errors share no base class
-        reason = (str(err).splitlines() or [type(err).__name__])[0]
-        raise ConfigError(
-            f"eval.inception_weights: cannot read {path!r} as the FID InceptionV3 weights "
-            f"({inception.WEIGHTS_FILE}): {reason}"
-        ) from None
-
-
-def _unit_images(dataset, count: int) -> np.ndarray:
-    """The first ``count`` images of a split as float32 ``[n, H, W, C]`` in ``[0, 1]`` (the
-    stored pixels divided by the set's largest value)."""
-    images = np.asarray(dataset.get(np.arange(count))["image"], np.float32)
-    return images / np.float32(dataset.image_max)
-
-
-def _inception_metrics(variables, generated, real, real_train, rng, batch_size: int) -> dict:
-    """The FID, KID, precision / recall, density / coverage and inception score of
-    ``generated`` images against ``real`` ones (``[N, H, W, C]`` in ``[0, 1]``) in the FID
-    InceptionV3's features (:mod:`genjax.eval.inception`), keyed ``*_inception``; the same
-    for ``real_train`` against ``real`` under ``*_inception_train_test``.
-
-    ``fid_inception`` is the Fréchet distance of the 2048-d pool features (Heusel et al.,
-    2017); ``inception_score`` / ``inception_score_std`` the inception score (Salimans et
-    al., 2016) of the generated images over 10 splits, from the network's 1008 logits as
-    torch-fidelity computes it, ``inception_score_test`` the test images' own."""
-
-    def features(images):
-        return inception.inception_features(variables, images, batch_size=batch_size, logits=True)
-
-    gen_pool, gen_logits = features(generated)
-    real_pool, real_logits = features(real)
-    train_pool, _ = features(real_train)
-    metrics = {
-        "fid_inception": frechet_distance(gen_pool, real_pool),
-        "fid_inception_train_test": frechet_distance(train_pool, real_pool),
-    }
-    metrics.update(_feature_metrics(real_pool, gen_pool, rng, "inception"))
-    reference = _feature_metrics(real_pool, train_pool, rng, "inception")
-    metrics.update({f"{name}_train_test": v for name, v in reference.items()})
-    for name, logits in (("inception_score", gen_logits), ("inception_score_test", real_logits)):
-        score = inception_score(logits, from_logits=True, num_splits=min(10, len(logits)))
-        metrics[name] = float(score.mean)
-        metrics[f"{name}_std"] = float(score.std)
-    return metrics
-
-
 def _conditional_metrics(classifier, labels, predicted, gen_features, test_features, test_labels):
     """A conditional model's ``conditional_accuracy`` (the share of samples the classifier
     puts in their requested class), per class, and each class's precision / recall against
     the test examples of that class (classifier features)."""
     k = classifier.num_classes
     per_class = [
-        _neighbour_metrics(test_features[test_labels == c], gen_features[labels == c], "classifier")
+        neighbour_metrics(test_features[test_labels == c], gen_features[labels == c], "classifier")
         for c in range(k)
     ]
     return {
@@ -497,8 +377,8 @@ def _image_evaluate(ctx: EvalContext) -> dict:
     # KID, precision / recall, density / coverage in the same features; "_train_test": the
     # train split against the test split, what a perfect generator would reach.
     kid_rng = jax.random.fold_in(ctx.rng, 1)
-    metrics.update(_feature_metrics(test_features, gen_features, kid_rng, "classifier"))
-    reference = _feature_metrics(test_features, train_features, kid_rng, "classifier")
+    metrics.update(feature_metrics(test_features, gen_features, kid_rng, "classifier"))
+    reference = feature_metrics(test_features, train_features, kid_rng, "classifier")
     metrics.update({f"{name}_train_test": v for name, v in reference.items()})
     if conditional:
         metrics.update(
@@ -507,17 +387,8 @@ def _image_evaluate(ctx: EvalContext) -> dict:
             )
         )
     if e.inception_weights:
-        count = min(e.inception_reference, len(ctx.test), len(ctx.train))
-        metrics.update(
-            _inception_metrics(
-                _inception_variables(str(Path(e.inception_weights).resolve())),
-                samples.reshape(n, *ctx.info.image_shape),
-                _unit_images(ctx.test, count),
-                _unit_images(ctx.train, count),
-                jax.random.fold_in(ctx.rng, 2),
-                e.inception_batch,
-            )
-        )
+        images = samples.reshape(n, *ctx.info.image_shape)
+        metrics.update(evaluate_inception(ctx, images, jax.random.fold_in(ctx.rng, 2)))
     if ctx.info.image_shape is not None:
         title = "samples (EMA generator)" if ctx.objective.config.ema_decay else "samples"
         viz.image_grid(
@@ -609,13 +480,7 @@ SPEC = ModelSpec(
         "density_classifier",
         "coverage_classifier",
         "conditional_accuracy",
-        "fid_inception",
-        "kid_inception",
-        "precision_inception",
-        "recall_inception",
-        "density_inception",
-        "coverage_inception",
-        "inception_score",
+        *INCEPTION_METRIC_NAMES,
     ),
     eval_cls=GANEval,
     eval_during=eval_during,

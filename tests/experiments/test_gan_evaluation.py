@@ -9,7 +9,7 @@ import pytest
 
 
 def test_neighbour_metrics_on_equal_numbers_of_rows_by_hand():
-    from experiments.models.gan import _neighbour_metrics
+    from experiments.models.image_metrics import neighbour_metrics as _neighbour_metrics
 
     # Real 0..4 on the line: 3-NN radii 3, 2, 2, 2, 3. The generated set's sixth row is
     # dropped (equal sizes); its 3-NN radii on [0.5, 2, 10, 20, 30] are 19.5, 18, 10, 18, 28.
@@ -25,7 +25,7 @@ def test_neighbour_metrics_on_equal_numbers_of_rows_by_hand():
 
 
 def test_feature_metrics_name_the_features_and_match_the_library():
-    from experiments.models.gan import _feature_metrics
+    from experiments.models.image_metrics import feature_metrics as _feature_metrics
     from genjax import eval as ev
 
     rng = np.random.default_rng(0)

@@ -1,6 +1,7 @@
-"""The GAN experiment's InceptionV3 evaluation (``eval.inception_weights``): the metrics
-against NumPy formulas on the network's features, the checks before training, and a run on
-a CIFAR-10 archive the test writes, evaluated with a random-weight FID network."""
+"""The experiments' InceptionV3 evaluation (``eval.inception_weights``, GAN and VAE): the
+metrics against NumPy formulas on the network's features, the checks before training, and
+runs evaluated with a random-weight FID network (a GAN on a CIFAR-10 archive the test
+writes, a VAE on digits)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
 from test_builders import allow_test_archives, manual, write_cifar
 
-from experiments.models import gan as gan_experiment
+from experiments.models import image_metrics
 from experiments.train import main
 from genjax.data.cifar10 import Cifar10
 from genjax.eval import inception
@@ -109,7 +110,7 @@ def test_inception_metrics_against_numpy_formulas(monkeypatch):
     # Half the samples near real images, half a dark mode of their own.
     near = np.clip(real[: N // 2] + 0.05 * rng.normal(size=real[: N // 2].shape), 0, 1)
     generated = np.concatenate([near, 0.3 * rng.uniform(size=near.shape)]).astype(np.float32)
-    m = gan_experiment._inception_metrics(
+    m = image_metrics.inception_metrics(
         "weights", generated, real, train, jax.random.PRNGKey(0), batch_size=5
     )
     assert seen == [5, 5, 5]
@@ -205,3 +206,61 @@ def test_cifar10_gan_reports_inception_metrics(inception_weights_file, tmp_path,
         assert np.isfinite(metrics.get(f"{name}_train_test", metrics.get(f"{name}_test"))), name
     assert metrics["fid_inception"] > 0 and 1 <= metrics["inception_score"] <= 1008
     assert "frechet_distance" in metrics  # the classifier's metrics are still there
+
+
+VAE_SHORT = ["--quiet", "--set", "train.steps=4", "--set", "train.fuse_steps=2",
+             "--set", "train.log_every=2", "--set", "train.eval_every=0",
+             "--set", "train.checkpoint_every=4", "--set", "eval.iwae_samples=4",
+             "--set", "eval.iwae_chunk=4", "--set", "eval.iwae_curve=",
+             "--set", "eval.baseline_em_steps=2", "--set", "eval.inception_samples=8",
+             "--set", "eval.inception_reference=8", "--set", "eval.inception_batch=8"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_vae_reports_inception_metrics_of_its_decoded_samples(
+    inception_weights_file, tmp_path, monkeypatch
+):
+    seen = []
+    features = inception.inception_features
+
+    def recording(variables, images, **kwargs):
+        seen.append(np.asarray(images))
+        return features(variables, images, **kwargs)
+
+    monkeypatch.setattr(inception, "inception_features", recording)
+    work = tmp_path / "run"
+    code = main(["--model", "vae", "--dataset", "digits", "--workdir", str(work), *VAE_SHORT,
+                 "--set", f"eval.inception_weights={inception_weights_file}"])  # fmt: skip
+    assert code == 0
+    metrics = json.loads((work / "summary.json").read_text())["metrics"]
+    for name in image_metrics.INCEPTION_METRIC_NAMES:
+        assert np.isfinite(metrics[name]), name
+    # The decoded samples (8 means in [0, 1], as 8x8x1 images), then the first 8 test and
+    # train images divided by digits' largest pixel value, 16.
+    generated, test, train = seen
+    assert generated.shape == test.shape == train.shape == (8, 8, 8, 1)
+    assert generated.min() >= 0 and generated.max() <= 1 and np.std(generated) > 0
+    from genjax.data import load
+
+    for got, split in ((test, "test"), (train, "train")):
+        raw = load("digits", split).get(np.arange(8))["image"]
+        np.testing.assert_array_equal(got, raw.astype(np.float32) / 16)
+
+
+def test_vae_celeb_a_64_config_builds_a_conv_model_on_64x64_faces():
+    from experiments.models import vae as vae_experiment
+    from genjax.models.base import DataInfo
+
+    config = vae_experiment._celeb_a_64()
+    shape = (64, 64, 3)
+    objective = config.model_config.objective(
+        DataInfo(shape=shape, image_shape=shape, unit_interval=True)
+    )
+    batch = {"x": np.zeros((2, *shape), np.float32)}
+    variables = jax.eval_shape(objective.init, jax.random.PRNGKey(0), batch)  # shapes only
+    sample = jax.eval_shape(
+        lambda v, key: objective.sample({"model": v}, {}, key, 2, mean=True),
+        variables,
+        jax.random.PRNGKey(1),
+    )
+    assert sample.shape == (2, *shape) and config.model_config.architecture == "conv"
