@@ -312,14 +312,16 @@ def _figures(ctx: EvalContext, model: vae.VAE, params, x_test: np.ndarray, curve
             ncols=16,
             title="prior samples: E[x | z], z ~ N(0, I)",
         )
-        steps = 10
-        path = np.asarray(vae.interpolate(model, params, x_test[:8], x_test[8:16], steps))
-        viz.image_grid(
-            path.reshape(-1, *shape),
-            figs / "interpolation.png",
-            ncols=steps,
-            title="decoded straight lines between posterior means of two test images",
-        )
+        steps, pairs = 10, min(8, len(x_test) // 2)  # a small test split has fewer pairs
+        if pairs:
+            ends = x_test[:pairs], x_test[pairs : 2 * pairs]
+            path = np.asarray(vae.interpolate(model, params, *ends, steps))
+            viz.image_grid(
+                path.reshape(-1, *shape),
+                figs / "interpolation.png",
+                ncols=steps,
+                title="decoded straight lines between posterior means of two test images",
+            )
     history = [r for r in ctx.history if r.get("split") == "train" and "elbo" in r]
     viz.curves(
         history,

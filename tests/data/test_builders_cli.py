@@ -4,11 +4,21 @@ in a manual directory, no network, no TensorFlow."""
 import json
 import math
 
+import numpy as np
 import pytest
-from test_builders import allow_test_archives, manual, write_amat_set, write_idx_set
+import scipy.stats
+from test_builders import (
+    allow_test_archives,
+    celeba_sizes,
+    manual,
+    write_amat_set,
+    write_celeba,
+    write_idx_set,
+)
 
 from experiments.train import main
-from genjax.data.mnist import BinarizedMnist, FashionMnist
+from genjax.data.celeb_a import CelebA64
+from genjax.data.mnist import BinarizedMnist, FashionMnist, Mnist
 
 SHORT = ["--quiet", "--set", "train.steps=50", "--set", "train.fuse_steps=25",
          "--set", "train.log_every=25", "--set", "train.eval_every=0",
@@ -45,3 +55,63 @@ def test_vae_trains_from_a_manual_directory(tmp_path, monkeypatch, capsys, name)
         # Uniform grey levels, binarised afresh: every pixel is a fair coin, so no model can
         # beat 543.4 nats, and a trained one gets close to it.
         assert coin - 1 < nll < coin + 30, nll
+
+
+def _tiny(steps: int, batch: int) -> list[str]:
+    args = [f"train.steps={steps}", f"train.fuse_steps={steps}", f"train.log_every={steps}",
+            "train.eval_every=0", f"train.checkpoint_every={steps}",
+            f"train.batch_size={batch}"]  # fmt: skip
+    return ["--quiet", *[a for item in args for a in ("--set", item)]]
+
+
+@pytest.mark.slow
+def test_ppca_trains_on_mnist_from_a_manual_directory(tmp_path, monkeypatch):
+    data_dir = tmp_path / "tfds"
+    write_idx_set(manual(data_dir, "mnist"))
+    allow_test_archives(monkeypatch, Mnist, {"train": 300, "test": 100})
+    work = tmp_path / "run"
+    code = main(["--model", "ppca", "--dataset", "mnist", "--workdir", str(work),
+                 *_tiny(20, 100), "--set", f"data.data_dir={data_dir}",
+                 "--set", "model.latent_dim=4", "--set", "eval.select_q=2,4",
+                 "--set", "eval.em_steps=3"])  # fmt: skip
+    assert code == 0
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["dataset"] == "mnist" and summary["steps"] == 20
+    m = summary["metrics"]
+    # The closed form is Tipping & Bishop's maximum likelihood, written out in NumPy on the
+    # decoded training images in [0, 1]; the EM fit cannot beat it.
+    from genjax.data import load
+
+    x = load("mnist", "train", data_dir=data_dir).get(np.arange(300))["image"]
+    x = x.reshape(300, -1).astype(np.float64) / 255
+    mean = x.mean(0)
+    eigvals, eigvecs = np.linalg.eigh((x - mean).T @ (x - mean) / len(x))
+    eigvals, eigvecs = eigvals[::-1], eigvecs[:, ::-1]
+    q, d = 4, x.shape[1]
+    sigma2 = eigvals[q:].mean()
+    w = eigvecs[:, :q] * np.sqrt(eigvals[:q] - sigma2)
+    oracle = scipy.stats.multivariate_normal(mean, w @ w.T + sigma2 * np.eye(d)).logpdf(x).mean()
+    assert m["closed_form_train_log_likelihood"] == pytest.approx(oracle, rel=1e-4)
+    assert m["em_train_log_likelihood"] <= m["closed_form_train_log_likelihood"] + 1e-3
+    assert math.isfinite(m["test_log_likelihood"])
+
+
+@pytest.mark.slow
+def test_conv_vae_trains_on_celeb_a_64_from_a_manual_directory(tmp_path, monkeypatch):
+    data_dir = tmp_path / "tfds"
+    write_celeba(manual(data_dir))
+    allow_test_archives(monkeypatch, CelebA64, celeba_sizes())
+    work = tmp_path / "run"
+    code = main(["--model", "vae", "--dataset", "celeb_a_64", "--workdir", str(work),
+                 *_tiny(4, 8), "--set", f"data.data_dir={data_dir}",
+                 "--set", "model.hidden=8,8,8,8", "--set", "model.latent_dim=4",
+                 "--set", "eval.iwae_samples=4", "--set", "eval.iwae_chunk=4"])  # fmt: skip
+    assert code == 0
+    summary = json.loads((work / "summary.json").read_text())
+    config = json.loads((work / "config.json").read_text())
+    assert config["model_config"]["architecture"] == "conv"
+    assert config["model_config"]["likelihood"] == "gaussian"
+    assert summary["dataset"] == "celeb_a_64" and summary["steps"] == 4
+    assert math.isfinite(summary["metrics"]["test_nll_iwae"])
+    # 4 test images: two interpolation pairs.
+    assert (work / "figures" / "interpolation.png").is_file()
