@@ -52,6 +52,7 @@ from genjax.config import (
     describe_fields,
     from_dict,
 )
+from genjax.data.sources import StreamingDataset
 from genjax.models.base import DataInfo, Objective
 from genjax.runs import (
     RUN_ERRORS,
@@ -402,6 +403,12 @@ def prepare(config: RunConfig, catalog: Catalog | None = None) -> Prepared:
     spec = (catalog or LIBRARY).get(config.model)
     train = load_split(config, "train")
     test = load_split(config, "test")
+    if config.train.data_on_device and isinstance(train, StreamingDataset):
+        raise ConfigError(
+            f"train.data_on_device=true needs the training split in memory, but "
+            f"{config.dataset!r} train is streamed (data.streaming={config.data.streaming}): "
+            "set data.streaming=false or train.data_on_device=false"
+        )
     if config.train.batch_size > train.num_examples:
         raise ConfigError(
             f"train.batch_size={config.train.batch_size} is larger than the training split of "

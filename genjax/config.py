@@ -117,6 +117,10 @@ class DataConfig:
       threshold: static binarisation threshold on the [0, 1] scale.
       flatten: flatten images to vectors (MLP models).
       data_dir: where TFDS datasets are prepared ('' = $GENJAX_DATA_DIR or ~/tensorflow_datasets).
+      streaming: read the training split from disk batch by batch instead of into memory:
+        auto (when it exceeds streaming_above_mb) | true | false; TFDS-backed sets only.
+      streaming_above_mb: with streaming=auto, stream a training split whose arrays exceed
+        this many megabytes (2**20 bytes).
     """
 
     scale: bool = True
@@ -124,12 +128,26 @@ class DataConfig:
     threshold: float = 0.5
     flatten: bool = False
     data_dir: str = ""
+    streaming: str = "auto"
+    streaming_above_mb: float = 2048.0
 
     def __post_init__(self):
         try:
             self.preprocess()
         except ValueError as err:
             raise ConfigError(str(err).replace("Preprocess.", "data.")) from None
+        streaming = self.streaming
+        if isinstance(streaming, bool):  # a hand-written config.json may hold true/false
+            streaming = "true" if streaming else "false"
+        if not isinstance(streaming, str) or streaming.lower() not in ("auto", "true", "false"):
+            raise ConfigError(
+                f"data.streaming must be 'auto', 'true' or 'false', got {self.streaming!r}"
+            )
+        object.__setattr__(self, "streaming", streaming.lower())
+        limit = self.streaming_above_mb
+        if isinstance(limit, bool) or not isinstance(limit, int | float) or not limit >= 0:
+            raise ConfigError(f"data.streaming_above_mb must be a number >= 0, got {limit!r}")
+        object.__setattr__(self, "streaming_above_mb", float(limit))
 
     def preprocess(self) -> Preprocess:
         return Preprocess(

@@ -38,8 +38,17 @@ RUN_ERRORS = (ConfigError, DatasetError, ResumeError, RunError)
 
 
 def load_split(config: RunConfig, split: str):
-    """The ``split`` of the run's dataset (``genjax.data.load``)."""
-    return load(config.dataset, split, data_dir=config.data.data_dir or None)
+    """The ``split`` of the run's dataset (``genjax.data.load``). The training split is
+    streamed from disk as ``data.streaming`` and ``data.streaming_above_mb`` say; the other
+    splits, which the evaluations read whole, are held in memory."""
+    streaming = config.data.streaming if split == "train" else "false"
+    return load(
+        config.dataset,
+        split,
+        data_dir=config.data.data_dir or None,
+        streaming=streaming,
+        streaming_above_mb=config.data.streaming_above_mb,
+    )
 
 
 def data_info(config: RunConfig, dataset) -> DataInfo:

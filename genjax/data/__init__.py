@@ -3,14 +3,16 @@
     from genjax import data
     train = data.load("digits", "train")                 # Dataset, arrays in host memory
     mnist = data.load("mnist", "test")                   # prepared from downloads/manual/ once
+    big = data.load("mnist", "train", streaming=True)    # StreamingDataset, read on demand
     batcher = data.Batcher(train, batch_size=128, seed=0)
     raw = batcher.raw_batch(step)                        # {"image": uint8, "label": int32}
     batch = data.preprocess(raw, rng, data.Preprocess(binarize="dynamic"), train.image_max)
 
-See ``sources.py`` (names, data directory, errors), ``pipeline.py`` (the deterministic batch
-order shared by host and on-device loops), ``digits.py``, ``builders.py`` (MNIST, Fashion-MNIST,
-binarised MNIST, CIFAR-10, CelebA-64 from their original files; ``manual.py`` says where the
-files go) and ``synthetic.py``.
+See ``sources.py`` (names, data directory, errors, streaming), ``pipeline.py`` (the
+deterministic batch order shared by host and on-device loops), ``prefetch.py`` (host batches
+of the next chunks read in background threads with grain), ``digits.py``, ``builders.py``
+(MNIST, Fashion-MNIST, binarised MNIST, CIFAR-10, CelebA-64 from their original files;
+``manual.py`` says where the files go) and ``synthetic.py``.
 
 The builders' names (``BUILDERS``, ``prepare``, ``Mnist``, ``Digits``, ...) import TFDS, so they
 are imported on first use: ``import genjax.data`` and training on in-memory arrays need neither
@@ -29,10 +31,14 @@ from genjax.data.pipeline import (
     preprocess,
     to_device,
 )
+from genjax.data.prefetch import HostBatches
 from genjax.data.sources import (
     DATA_DIR_ENV,
     KNOWN_DATASETS,
+    STREAMING_ABOVE_MB,
     Dataset,
+    FeatureSpec,
+    StreamingDataset,
     load,
     read_into_memory,
     resolve_data_dir,
@@ -82,6 +88,7 @@ __all__ = [
     "KNOWN_DATASETS",
     "MIXTURES",
     "RING8",
+    "STREAMING_ABOVE_MB",
     "Batcher",
     "BinarizedMnist",
     "CelebA64",
@@ -90,9 +97,12 @@ __all__ = [
     "DatasetError",
     "Digits",
     "FashionMnist",
+    "FeatureSpec",
+    "HostBatches",
     "MixtureSpec",
     "Mnist",
     "Preprocess",
+    "StreamingDataset",
     "batch_indices",
     "data_info",
     "epoch_permutation",

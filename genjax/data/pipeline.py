@@ -7,7 +7,8 @@ of one random permutation drawn from ``fold_in(key(seed), e)``; the last
 serves
 
 * the host loader, :class:`Batcher`, which gathers the raw rows from a :class:`Dataset` in host
-  memory (a multi-process run gives each process its contiguous slice of the global batch), and
+  memory or reads them from disk (:class:`StreamingDataset`); a multi-process run gives each
+  process its contiguous slice of the global batch, and only that slice is read; and
 * on-device loops, which keep the whole split on the accelerator (:func:`to_device`) and call
   :func:`batch_indices` inside ``jit`` / ``lax.scan``,
 
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax.data.sources import Dataset
+from genjax.data.sources import Dataset, DatasetError, StreamingDataset
 from genjax.models.base import DataInfo
 
 __all__ = [
@@ -242,7 +244,8 @@ class Batcher:
     """Host-side batches of a :class:`Dataset`, a pure function of the global step.
 
     Args:
-      dataset: the split to batch (in host memory).
+      dataset: the split to batch: a :class:`Dataset` (host memory) or a
+        :class:`StreamingDataset` (read from disk; ``get`` reads only this process's rows).
       batch_size: ``B``, the global batch size over all processes, ``1 <= B <= N``.
       seed: int, the shuffling seed (see :func:`batch_indices`).
       process_index: ``p``, this process's index (``jax.process_index()``).
@@ -250,7 +253,8 @@ class Batcher:
         ``B``. Process ``p`` gets rows ``[p * B/P, (p + 1) * B/P)`` of each global batch.
 
     The state is just the step: resuming at step ``s`` reproduces the batches exactly. The
-    epoch permutation is cached on the host, so consecutive steps cost one gather each.
+    permutations of the last two epochs are cached on the host, so consecutive steps cost one
+    gather each; the batcher may be called from several threads (the prefetcher does).
 
     Example:
       >>> import numpy as np
@@ -288,8 +292,8 @@ class Batcher:
         self.seed = int(seed)
         self.process_index = int(process_index)
         self.process_count = int(process_count)
-        self._cached_epoch: int | None = None
-        self._cached_perm: np.ndarray | None = None
+        self._perms: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
 
     @property
     def num_examples(self) -> int:
@@ -307,12 +311,16 @@ class Batcher:
         return self.batch_size // self.process_count
 
     def _permutation(self, epoch: int) -> np.ndarray:
-        if epoch != self._cached_epoch:
-            self._cached_perm = np.asarray(
-                epoch_permutation(self.seed, epoch, num_examples=self.num_examples)
-            )
-            self._cached_epoch = epoch
-        return self._cached_perm
+        with self._lock:
+            perm = self._perms.get(epoch)
+            if perm is None:
+                perm = epoch_permutation(self.seed, epoch, num_examples=self.num_examples)
+                perm = np.asarray(perm)
+                perm.setflags(write=False)
+                if len(self._perms) >= 2:  # keep the newest epoch besides this one
+                    del self._perms[min(self._perms)]
+                self._perms[epoch] = perm
+            return perm
 
     def indices(self, step: int) -> np.ndarray:
         """int32 ``[B/P]``: this process's slice of ``batch_indices(seed, step, N, B)``."""
@@ -366,6 +374,11 @@ def to_device(dataset: Dataset, sharding: jax.sharding.Sharding | None = None) -
       >>> on_device["x"][data.batch_indices(0, 0, 6, 3)].shape  # a batch gathered on device
       (3, 2)
     """
+    if isinstance(dataset, StreamingDataset):
+        raise DatasetError(
+            f"to_device needs the split in host memory; {dataset.name!r} is streamed from disk "
+            "(load it with streaming=False)"
+        )
     if sharding is None:
         return {key: jax.device_put(value) for key, value in dataset.features.items()}
     return {
@@ -375,8 +388,9 @@ def to_device(dataset: Dataset, sharding: jax.sharding.Sharding | None = None) -
 
 
 def data_info(dataset, spec: Preprocess):
-    """What a model is told about ``dataset`` preprocessed by ``spec``: the shape of one
-    input (read off the first example), the classes, and whether inputs lie in ``[0, 1]``
+    """What a model is told about ``dataset`` (a :class:`Dataset` or
+    :class:`StreamingDataset`) preprocessed by ``spec``: the shape of one input (read off the
+    first example), the classes, and whether inputs lie in ``[0, 1]``
     (images scaled or binarised; synthetic vectors pass through unscaled).
 
     Example:
@@ -387,7 +401,8 @@ def data_info(dataset, spec: Preprocess):
     """
     raw = dataset.get(np.arange(1))
     x = preprocess(raw, jax.random.PRNGKey(0), spec, dataset.image_max)["x"]
-    image = dataset.features.get("image")
+    specs = getattr(dataset, "feature_specs", None)
+    image = (specs if specs is not None else dataset.features).get("image")
     return DataInfo(
         shape=tuple(int(d) for d in x.shape[1:]),
         num_classes=dataset.num_classes,

@@ -26,15 +26,18 @@ The data directory is, in order: the ``data_dir`` argument, the ``GENJAX_DATA_DI
 variable, TFDS's default (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
 
 A TFDS split is read whole into memory once (:func:`read_into_memory`), which suits the
-mnist/cifar-sized sets this library trains on (cifar10 train is 150 MB of uint8). A set too
-large for host memory would need a lazy :class:`Dataset` whose ``get`` reads records from the
-data source on demand (``source.__getitems__(indices)``); reading is kept in its own function so
-such a variant can be added without touching the batcher, which only calls ``get``.
+mnist/cifar-sized sets this library trains on (cifar10 train is 150 MB of uint8), or streamed:
+``load(..., streaming=True)`` returns a :class:`StreamingDataset`, whose ``get`` reads only the
+requested records from TFDS's random-access data source (``source.__getitems__``), so host
+memory holds a batch, not the split. ``streaming="auto"`` (the default) streams a split whose
+arrays would exceed ``streaming_above_mb`` megabytes. Both kinds give bitwise the same rows for
+the same indices, so the batcher, which only calls ``get``, does not tell them apart.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -49,8 +52,11 @@ from genjax.data.errors import DatasetError
 __all__ = [
     "DATA_DIR_ENV",
     "KNOWN_DATASETS",
+    "STREAMING_ABOVE_MB",
     "Dataset",
     "DatasetError",
+    "FeatureSpec",
+    "StreamingDataset",
     "load",
     "read_into_memory",
     "resolve_data_dir",
@@ -63,6 +69,11 @@ DATA_DIR_ENV = "GENJAX_DATA_DIR"
 BUILDER_NAMES = ("mnist", "fashion_mnist", "binarized_mnist", "cifar10", "celeb_a_64")
 #: Names that :func:`load` serves without a prepared TFDS dataset.
 KNOWN_DATASETS = ("digits", *BUILDER_NAMES, *synthetic.MIXTURES)
+#: ``streaming="auto"`` streams a split whose arrays would take more than this many
+#: megabytes (2**20 bytes) of host memory.
+STREAMING_ABOVE_MB = 2048.0
+#: The values :func:`load`'s ``streaming`` takes (``True``/``False`` are also accepted).
+STREAMING_VALUES = ("auto", "true", "false")
 
 
 def _tfds():
@@ -75,6 +86,25 @@ def _tfds():
             "(pip install tensorflow-datasets array-record); in-memory arrays need neither"
         ) from error
     return tfds
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """The shape and dtype of one feature of a split, without its values.
+
+    Attributes:
+      shape: the full shape, leading size ``N`` first, e.g. ``(N, H, W, C)``.
+      dtype: the NumPy dtype of the rows ``get`` returns.
+
+    Example:
+      >>> import numpy as np
+      >>> from genjax import data
+      >>> data.FeatureSpec((4, 2), np.dtype(np.float32))
+      FeatureSpec(shape=(4, 2), dtype=dtype('float32'))
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -132,6 +162,12 @@ class Dataset:
         return "image" if "image" in self.features else "x"
 
     @property
+    def feature_specs(self) -> dict[str, FeatureSpec]:
+        """``{key: FeatureSpec}``: each feature's full shape and dtype (as a
+        :class:`StreamingDataset` gives them)."""
+        return {k: FeatureSpec(tuple(v.shape), v.dtype) for k, v in self.features.items()}
+
+    @property
     def num_examples(self) -> int:
         """``N``, the number of examples in the split."""
         return int(self.features[self.input_key].shape[0])
@@ -158,6 +194,162 @@ class Dataset:
         return f"Dataset({self.name!r}, split={self.split!r}, {{{shapes}}})"
 
 
+class StreamingDataset:
+    """One split of a TFDS dataset whose rows are read from disk when asked for.
+
+    The same interface as :class:`Dataset` minus ``features``: ``get(indices)`` reads only
+    the requested records through the random-access data source
+    (``source.__getitems__(sorted unique indices)``, then reordered), so host memory holds
+    the rows of a batch, never the split. For the same indices it returns bitwise what the
+    in-memory :class:`Dataset` of the same split holds (same dtypes: ``image`` uint8,
+    ``label`` int32). ``feature_specs`` gives the shapes and dtypes without reading.
+
+    Args:
+      name: the dataset name given to :func:`load`.
+      split: the split name.
+      source: a ``tfds.data_source``-like sequence of records (dicts of arrays/scalars),
+        with ``__getitems__(list_of_indices)`` (``source[i]`` is used if it has none).
+        It must be safe to read from several threads (TFDS's array_record source is).
+      feature_specs: ``{key: FeatureSpec}`` of the features kept, each of leading size
+        ``len(source)``; must hold exactly one of ``"image"`` / ``"x"``.
+      num_classes: as for :class:`Dataset`.
+      image_max: as for :class:`Dataset`.
+      chunk_size: records read per ``__getitems__`` call.
+
+    Example:
+      >>> import numpy as np
+      >>> from genjax import data
+      >>> source = [{"image": np.full((2, 2, 1), i, np.uint8), "label": i} for i in range(6)]
+      >>> specs = {"image": data.FeatureSpec((6, 2, 2, 1), np.dtype(np.uint8)),
+      ...          "label": data.FeatureSpec((6,), np.dtype(np.int32))}
+      >>> ds = data.StreamingDataset("toy", "train", source, specs, num_classes=6, image_max=255)
+      >>> ds
+      StreamingDataset('toy', split='train', {image: uint8[6, 2, 2, 1], label: int32[6]})
+      >>> len(ds), ds.input_key, ds.nbytes  # 6 * 4 image bytes + 6 * 4 label bytes
+      (6, 'image', 48)
+      >>> ds.get(np.array([[4, 1], [4, 0]]))["label"]  # any index shape, repeats allowed
+      array([[4, 1],
+             [4, 0]], dtype=int32)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        split: str,
+        source: Sequence[Mapping[str, Any]],
+        feature_specs: Mapping[str, FeatureSpec],
+        *,
+        num_classes: int | None = None,
+        image_max: int | None = None,
+        chunk_size: int = 4096,
+    ):
+        specs = {
+            k: FeatureSpec(tuple(int(d) for d in v.shape), np.dtype(v.dtype))
+            for k, v in feature_specs.items()
+        }
+        if ("image" in specs) == ("x" in specs):
+            raise DatasetError(
+                f"dataset {name!r} must have exactly one input feature, 'image' or 'x'; "
+                f"it has {sorted(specs)}"
+            )
+        n = len(source)
+        sizes = {k: v.shape[0] if v.shape else None for k, v in specs.items()}
+        if set(sizes.values()) != {n}:
+            raise DatasetError(
+                f"features of {name!r} must all have leading size {n} (the records), got {sizes}"
+            )
+        self.name = name
+        self.split = split
+        self.source = source
+        self.num_classes = num_classes
+        self.image_max = image_max
+        self.chunk_size = int(chunk_size)
+        self._specs = types.MappingProxyType(specs)
+
+    @property
+    def features(self):
+        """Not available: the split is not held in memory (a one-line ``DatasetError``)."""
+        raise DatasetError(
+            f"split {self.split!r} of {self.name!r} is streamed from disk and holds no "
+            "in-memory features: use get(indices) or feature_specs, or load it with "
+            "streaming=False (data.streaming=false)"
+        )
+
+    @property
+    def feature_specs(self) -> Mapping[str, FeatureSpec]:
+        """``{key: FeatureSpec}``: each feature's full shape ``[N, ...]`` and dtype."""
+        return self._specs
+
+    @property
+    def input_key(self) -> str:
+        """``"image"`` for image sets, ``"x"`` for vector sets."""
+        return "image" if "image" in self._specs else "x"
+
+    @property
+    def num_examples(self) -> int:
+        """``N``, the number of records in the split."""
+        return int(self._specs[self.input_key].shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the split's arrays would take in memory (what streaming saves)."""
+        return split_nbytes(self._specs)
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def get(self, indices: Any) -> dict[str, np.ndarray]:
+        """Reads rows from disk.
+
+        Args:
+          indices: int array of any shape ``S`` (NumPy or JAX), values in ``[-N, N)``
+          (negative values count from the end, as in NumPy indexing).
+
+        Returns:
+          ``{key: array [*S, ...]}`` for every feature, equal to the in-memory gather
+          ``features[key][indices]``. Each distinct record is read once.
+        """
+        idx = np.asarray(indices)
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
+        n = self.num_examples
+        flat = idx.reshape(-1).astype(np.int64)
+        if flat.size and (flat.min() < -n or flat.max() >= n):
+            bad = flat[(flat < -n) | (flat >= n)][0]
+            raise IndexError(f"index {bad} is out of bounds for a split of {n} records")
+        flat = np.where(flat < 0, flat + n, flat)
+        unique, inverse = np.unique(flat, return_inverse=True)
+        rows = _read_records(self.source, unique, self._specs, self.chunk_size)
+        if not np.array_equal(unique, flat):
+            rows = {key: value[inverse.reshape(-1)] for key, value in rows.items()}
+        return {key: value.reshape(*idx.shape, *value.shape[1:]) for key, value in rows.items()}
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}: {v.dtype}{list(v.shape)}" for k, v in self._specs.items())
+        return f"StreamingDataset({self.name!r}, split={self.split!r}, {{{shapes}}})"
+
+
+def split_nbytes(specs: Mapping[str, FeatureSpec]) -> int:
+    """Bytes of the arrays described by ``specs`` (``sum(prod(shape) * itemsize)``)."""
+    return sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in specs.values())
+
+
+def _read_records(
+    source, indices: np.ndarray, specs: Mapping[str, FeatureSpec], chunk_size: int
+) -> dict[str, np.ndarray]:
+    """Records ``indices`` (1-D ints) of ``source`` as ``{key: [len(indices), ...]}`` arrays of
+    the dtypes in ``specs`` (values cast as ``astype`` does)."""
+    out = {k: np.empty((len(indices), *v.shape[1:]), v.dtype) for k, v in specs.items()}
+    get_many = getattr(source, "__getitems__", None)
+    for start in range(0, len(indices), chunk_size):
+        chunk = [int(i) for i in indices[start : start + chunk_size]]
+        records = get_many(chunk) if get_many else [source[i] for i in chunk]
+        for key, array in out.items():
+            column = np.stack([np.asarray(r[key]) for r in records])
+            array[start : start + len(chunk)] = column.astype(array.dtype, copy=False)
+    return out
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> str | None:
     """``data_dir`` if given, else ``$GENJAX_DATA_DIR``, else None (TFDS's own default).
 
@@ -173,8 +365,15 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> str | None:
     return os.environ.get(DATA_DIR_ENV) or None
 
 
-def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None) -> Dataset:
-    """Loads one split of a dataset by name into host memory.
+def load(
+    name: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    streaming: str | bool = "auto",
+    streaming_above_mb: float = STREAMING_ABOVE_MB,
+) -> Dataset | StreamingDataset:
+    """Loads one split of a dataset by name, into host memory or streamed from disk.
 
     Args:
       name: ``"digits"``, one of genjax's builders (``"mnist"``, ``"fashion_mnist"``,
@@ -183,43 +382,101 @@ def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None) ->
       split: split name, e.g. ``"train"`` or ``"test"``; TFDS sets also accept TFDS's slicing
         syntax (``"train[:90%]"``).
       data_dir: TFDS data directory; default ``$GENJAX_DATA_DIR``, else TFDS's default.
+      streaming: ``"false"``/``False``: read the split into memory (a :class:`Dataset`);
+        ``"true"``/``True``: stream it (a :class:`StreamingDataset`; TFDS-backed sets only,
+        which includes ``digits``, not the synthetic mixtures); ``"auto"``: stream a
+        TFDS-backed split whose arrays would take more than ``streaming_above_mb``.
+      streaming_above_mb: the ``"auto"`` threshold in megabytes (2**20 bytes), >= 0.
 
     Returns:
-      The split as a :class:`Dataset`.
+      The split as a :class:`Dataset`, or a :class:`StreamingDataset` when streamed.
 
     Raises:
       DatasetError: unknown name or split, TFDS dataset not prepared in the data directory,
-        an original file of genjax's builders missing or malformed, or features that are not
-        an image/``x`` set.
+        an original file of genjax's builders missing or malformed, features that are not
+        an image/``x`` set, a bad ``streaming`` value, or ``streaming=True`` for a synthetic
+        set.
 
     Example:
       >>> import contextlib, io, tempfile
       >>> from genjax import data
+      >>> tmp = tempfile.mkdtemp()
       >>> with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints where it prepares digits
-      ...     train = data.load("digits", "train", data_dir=tempfile.mkdtemp())
+      ...     train = data.load("digits", "train", data_dir=tmp)
       >>> train, train.num_classes, train.image_max
       (Dataset('digits', split='train', {image: uint8[1442, 8, 8, 1], label: int32[1442]}), 10, 16)
       >>> data.load("ring8", "test")  # the synthetic sets need no data directory
       Dataset('ring8', split='test', {x: float32[10000, 2], label: int32[10000]})
+      >>> data.load("digits", "train", data_dir=tmp, streaming=True)  # read from disk on demand
+      StreamingDataset('digits', split='train', {image: uint8[1442, 8, 8, 1], label: int32[1442]})
     """
     if not isinstance(name, str) or not name:
         raise DatasetError(f"dataset name must be a non-empty string, got {name!r}")
     if not isinstance(split, str) or not split:
         raise DatasetError(f"split must be a non-empty string, got {split!r}")
+    mode = streaming_mode(streaming)
+    limit = _check_threshold(streaming_above_mb)
     if name in synthetic.MIXTURES:
+        if mode == "true":
+            raise DatasetError(
+                f"streaming=true (data.streaming) needs a TFDS-backed dataset; {name!r} is a "
+                "synthetic mixture held in memory (use streaming auto or false)"
+            )
         return _load_mixture(name, split)
     data_dir = resolve_data_dir(data_dir)
+    read = _Read(mode, limit)
     if name == "digits":
         _tfds()
         from genjax.data.digits import prepare_digits
 
         prepare_digits(data_dir)
     elif name in BUILDER_NAMES:
-        return _load_manual(name, split, data_dir)
-    return _load_tfds(name, split, data_dir)
+        return _load_manual(name, split, data_dir, read)
+    return _load_tfds(name, split, data_dir, read)
 
 
-def _load_manual(name: str, split: str, data_dir: str | None) -> Dataset:
+def streaming_mode(value: Any) -> str:
+    """``streaming`` as ``"auto"``, ``"true"`` or ``"false"`` (bools accepted); else a
+    one-line :class:`DatasetError`.
+
+    Example:
+      >>> from genjax.data.sources import streaming_mode
+      >>> streaming_mode(True), streaming_mode("auto")
+      ('true', 'auto')
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.strip().lower() in STREAMING_VALUES:
+        return value.strip().lower()
+    raise DatasetError(
+        f"data.streaming (load's streaming) must be 'auto', 'true' or 'false', got {value!r}"
+    )
+
+
+def _check_threshold(value: Any) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    if not ok or value != value:
+        raise DatasetError(
+            f"data.streaming_above_mb (load's streaming_above_mb) must be a number >= 0, "
+            f"got {value!r}"
+        )
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Read:
+    """How a TFDS split is read: ``mode`` of :func:`streaming_mode`, the ``auto`` limit."""
+
+    mode: str = "false"
+    above_mb: float = STREAMING_ABOVE_MB
+
+    def streams(self, nbytes: int) -> bool:
+        if self.mode == "auto":
+            return nbytes > self.above_mb * 2**20
+        return self.mode == "true"
+
+
+def _load_manual(name: str, split: str, data_dir: str | None, read: _Read) -> Dataset:
     _tfds()
     from genjax.data import builders
     from genjax.data.manual import manual_root
@@ -230,9 +487,9 @@ def _load_manual(name: str, split: str, data_dir: str | None) -> Dataset:
         catalog = cls.TFDS_CATALOG_NAME
         no_files = not cls.has_files(manual_root(builder))
         if catalog and no_files and _catalog_copy_prepared(catalog, data_dir):
-            return _load_tfds(catalog, split, data_dir, default_image_max=cls.IMAGE_MAX)
+            return _load_tfds(catalog, split, data_dir, read, default_image_max=cls.IMAGE_MAX)
         builder = builders.prepare(name, data_dir)
-    return _read_prepared(builder, name, split, default_image_max=cls.IMAGE_MAX)
+    return _read_prepared(builder, name, split, read, default_image_max=cls.IMAGE_MAX)
 
 
 def _catalog_copy_prepared(catalog: str, data_dir: str | None) -> bool:
@@ -255,7 +512,7 @@ def _load_mixture(name: str, split: str) -> Dataset:
 
 
 def _load_tfds(
-    name: str, split: str, data_dir: str | None, *, default_image_max: int = 255
+    name: str, split: str, data_dir: str | None, read: _Read, *, default_image_max: int = 255
 ) -> Dataset:
     builder = _tfds_builder(name, data_dir)
     root = os.fspath(builder.data_dir_root)
@@ -265,11 +522,14 @@ def _load_tfds(
             f"--data_dir {root} --file_format array_record` (needs TensorFlow and a network), "
             f"or copy a prepared array_record copy ({name}/<version>/) into {root}"
         )
-    return _read_prepared(builder, name, split, default_image_max=default_image_max)
+    return _read_prepared(builder, name, split, read, default_image_max=default_image_max)
 
 
-def _read_prepared(builder, name: str, split: str, *, default_image_max: int) -> Dataset:
-    """Reads one split of a prepared TFDS builder into memory (``name`` for messages)."""
+def _read_prepared(
+    builder, name: str, split: str, read: _Read, *, default_image_max: int
+) -> Dataset | StreamingDataset:
+    """One split of a prepared TFDS builder, read into memory or streamed as ``read`` says
+    (``name`` for messages)."""
     root = os.fspath(builder.data_dir_root)
     _check_split(builder, name, split)
     features = builder.info.features
@@ -288,6 +548,16 @@ def _read_prepared(builder, name: str, split: str, *, default_image_max: int) ->
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise DatasetError(f"cannot read split {split!r} of {name!r}: {first_line}") from error
     keys = ["image", "label"] if num_classes is not None else ["image"]
+    n = len(source)
+    specs = {"image": FeatureSpec((n, *features["image"].shape), np.dtype(np.uint8))}
+    if num_classes is not None:
+        specs["label"] = FeatureSpec((n,), np.dtype(np.int32))
+    if read.streams(split_nbytes(specs)):
+        if n == 0:
+            raise DatasetError(f"split {split!r} of {name!r} is empty")
+        return StreamingDataset(
+            name, split, source, specs, num_classes=num_classes, image_max=image_max
+        )
     arrays = read_into_memory(source, keys)
     if arrays["image"].shape[0] == 0:
         raise DatasetError(f"split {split!r} of {name!r} is empty")

@@ -46,7 +46,7 @@ import optax
 from flax import serialization
 
 from genjax.data.pipeline import Preprocess, batch_indices, preprocess
-from genjax.data.sources import Dataset
+from genjax.data.sources import Dataset, StreamingDataset
 
 __all__ = ["Classifier", "ClassifierConfig", "MLPClassifier", "train_classifier"]
 
@@ -149,22 +149,29 @@ class MLPClassifier(nn.Module):
 
 
 def _check_dataset(train: Any) -> None:
-    if not isinstance(train, Dataset):
+    if not isinstance(train, Dataset | StreamingDataset):
         raise ValueError(
             f"train_classifier: train must be a genjax.data.Dataset, got {type(train).__name__}"
         )
-    if "label" not in train.features or not train.num_classes:
+    if "label" not in train.feature_specs or not train.num_classes:
         raise ValueError(
             f"train_classifier: dataset {train.name!r} ({train.split}) has no labels "
-            f"(features {sorted(train.features)}); a classifier needs a 'label' feature"
+            f"(features {sorted(train.feature_specs)}); a classifier needs a 'label' feature"
         )
 
 
+def _rows(dataset: Dataset | StreamingDataset) -> dict[str, np.ndarray]:
+    """Every row of a split as host arrays (a streamed split is read whole: the classifier
+    trains on the device with the split resident)."""
+    if isinstance(dataset, StreamingDataset):
+        return dataset.get(np.arange(len(dataset)))
+    return {k: np.asarray(v) for k, v in dataset.features.items()}
+
+
 def _preprocessed(
-    dataset: Dataset, spec: Preprocess, rng: jax.Array | None = None
+    dataset: Dataset | StreamingDataset, spec: Preprocess, rng: jax.Array | None = None
 ) -> dict[str, jax.Array]:
-    raw = {k: np.asarray(v) for k, v in dataset.features.items()}
-    return preprocess(raw, rng, spec, dataset.image_max)
+    return preprocess(_rows(dataset), rng, spec, dataset.image_max)
 
 
 @functools.lru_cache(maxsize=8)
@@ -273,7 +280,7 @@ def train_classifier(
             f"{n} examples of {train.name!r} ({train.split})"
         )
     num_classes = int(train.num_classes)
-    raw = {k: jnp.asarray(v) for k, v in train.features.items()}
+    raw = {k: jnp.asarray(v) for k, v in _rows(train).items()}
     trainer = _trainer(dataclasses.replace(config, seed=0), spec, n, num_classes, train.image_max)
     params, losses = trainer(jnp.int32(config.seed), raw)
     params = jax.device_get(params)
@@ -435,7 +442,7 @@ class Classifier:
 
         ``rng`` is used only by a ``dynamic`` binarisation (default: ``PRNGKey(0)``).
         """
-        if not isinstance(dataset, Dataset):
+        if not isinstance(dataset, Dataset | StreamingDataset):
             raise ValueError(
                 f"Classifier.inputs: dataset must be a genjax.data.Dataset, "
                 f"got {type(dataset).__name__}"

@@ -36,7 +36,13 @@ import numpy as np
 from genjax.data.pipeline import Batcher, Preprocess, preprocess
 from genjax.task import Task
 from genjax.train.checkpoint import ResumeError  # noqa: F401 (importable from here)
-from genjax.train.chunks import ChunkEnd, ChunkRunner, chunk_ends, place_resident_data
+from genjax.train.chunks import (
+    ChunkEnd,
+    ChunkRunner,
+    check_resident_data,
+    chunk_ends,
+    place_resident_data,
+)
 from genjax.train.evaluation import Evaluation
 from genjax.train.metrics_log import MetricsLog
 from genjax.train.reporting import TrainReporter
@@ -65,6 +71,9 @@ class TrainConfig:
       fuse_steps: steps per compiled ``lax.scan`` chunk (1 = one dispatch per step).
       data_on_device: hold the training set on the device and gather batches inside the
         scan (small datasets); otherwise batches are gathered on the host.
+      prefetch: host-fed runs: how many chunks of host batches are read ahead in background
+        threads while the device runs (grain); 0 reads each chunk when it is due. The
+        batches are the same either way.
       compute_dtype: ``float32`` or ``bfloat16`` compute; parameters stay float32.
       log_every: steps between metric lines (train metrics averaged over the interval).
       eval_every: steps between evaluations on the test split (0: only at the end).
@@ -86,6 +95,7 @@ class TrainConfig:
     strategy: str = "jit"
     fuse_steps: int = 1
     data_on_device: bool = False
+    prefetch: int = 2
     compute_dtype: str = "float32"
     log_every: int = 100
     eval_every: int = 0
@@ -100,9 +110,9 @@ class TrainConfig:
 
     def __post_init__(self):
         positive = ("steps", "batch_size", "fuse_steps", "log_every", "checkpoint_every")
-        for name in (*positive, "keep_checkpoints", "max_bad_steps", "eval_every"):
+        for name in (*positive, "keep_checkpoints", "max_bad_steps", "eval_every", "prefetch"):
             value = getattr(self, name)
-            low = 0 if name == "eval_every" else 1
+            low = 0 if name in ("eval_every", "prefetch") else 1
             # The step counter (and with it every step number) is int32 on the device.
             integer = isinstance(value, int) and not isinstance(value, bool)
             if not integer or not low <= value <= _INT32_MAX:
@@ -256,6 +266,7 @@ def fit(
     workdir.mkdir(parents=True, exist_ok=True)
     prepare = _in_step_preprocessing(train_data, preprocess_spec)
     _check_batch_fits_split(config, train_data)
+    check_resident_data(train_data, config)
     batcher = Batcher(
         train_data,
         config.batch_size,
@@ -280,11 +291,11 @@ def fit(
     state = engine.place_state(host_state)
 
     log = MetricsLog(workdir, resume_step=start, tensorboard=config.tensorboard)
-    run_chunk = ChunkRunner(
-        engine, batcher, config, place_resident_data(engine, train_data, config)
-    )
+    resident = place_resident_data(engine, train_data, config)
     reporter = TrainReporter(log, engine, config, start, on_log)
     guard = NonFiniteGuard(engine, config, checkpoints)
+    # Host-fed runs read the next chunks' batches in background threads from here on.
+    run_chunk = ChunkRunner(engine, batcher, config, resident, start=start)
     try:
         with _StopRequest() as stop:
             s = start
@@ -311,6 +322,7 @@ def fit(
             evaluation.measure(engine, state)
         checkpoints.close()
     finally:
+        run_chunk.close()
         reporter.close()
     host = engine.fetch_state(state)
     return FitResult(

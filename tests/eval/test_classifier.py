@@ -45,6 +45,15 @@ def test_same_seed_same_parameters_other_seed_differs(digits, trained):
     assert not np.array_equal(trained.params[kernel]["kernel"], other.params[kernel]["kernel"])
 
 
+def test_a_streamed_split_trains_the_same_classifier(digits, trained):
+    streamed = load("digits", "train", streaming=True)
+    assert not isinstance(streamed, Dataset)  # read from disk on demand
+    again = train_classifier(streamed, config=ClassifierConfig(seed=0))
+    for a, b in zip(jax.tree.leaves(trained.params), jax.tree.leaves(again.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(again.inputs(streamed), trained.inputs(digits[0]))
+
+
 def test_outputs_match_numpy_forward_pass(digits, trained):
     x = trained.inputs(digits[1])[:50].astype(np.float64)
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), trained.params)
