@@ -101,7 +101,7 @@ from flax import struct
 from jax import lax
 
 from genjax import losses as L
-from genjax._checks import check_choice, check_float, check_int, is_int
+from genjax._checks import check_choice, check_float, check_int, check_shape, is_int
 from genjax.models import prior as P
 from genjax.models.base import DataInfo, ModelConfig, Objective, OptimizerFactory
 from genjax.nn import MLP, Conv, ConvDecoder, ConvEncoder, check_image_shape
@@ -631,140 +631,128 @@ class VectorQuantizer(nn.Module):
 
 
 class VQVAE(nn.Module):
-    """Encoder, :class:`VectorQuantizer` and decoder; one code map per input.
+    """Encoder, quantizer and decoder of one :class:`VQVAEConfig`; one code map per input.
 
     ``arch="conv"`` (images ``[B, H, W, C]``)::
 
         encoder: ConvEncoder((hidden,) * num_stages, kernel 4, stride 2) -> Conv3x3(hidden)
                  -> ResidualStack(num_res_blocks, res_hidden) -> Conv1x1(code_dim)
                  [B, H / 2^s, W / 2^s, code_dim]
-        decoder: Conv3x3(hidden) -> ResidualStack -> ConvDecoder(input_shape,
+        decoder: Conv3x3(hidden) -> ResidualStack -> ConvDecoder(data_shape,
                  (hidden,) * (s - 1) + (hidden // 2,))            [B, H, W, C]
 
     (vdO section 4.1 with ``s = 2``: 2 strided convolutions, 2 residual blocks each way).
     ``arch="mlp"`` (any input, flattened)::
 
         encoder: MLP(mlp_hidden + (num_latents * code_dim,)) -> [B, num_latents, code_dim]
-        decoder: MLP(reversed(mlp_hidden) + (prod(input_shape),)) -> [B, *input_shape]
+        decoder: MLP(reversed(mlp_hidden) + (prod(data_shape),)) -> [B, *data_shape]
+
+    The quantizer is ``config.quantizer``: ``"vq"`` (:class:`VectorQuantizer`), ``"fsq"``
+    (:mod:`genjax.nn.fsq`, no codebook) or ``"rvq"`` (:mod:`genjax.nn.rvq`, ``num_quantizers``
+    EMA codebooks). The lookup space has ``codebook_dim`` channels (vq, rvq; 0: ``code_dim``)
+    or ``len(fsq_levels)`` (fsq); when it differs from ``code_dim``, Dense layers
+    ``project_in`` / ``project_out`` map the encoder's vectors there and the codes back. FSQ
+    with ``fsq_layer_norm`` normalises each encoder vector (``LayerNorm``, learned scale and
+    offset) before ``project_in``, so the scale of the quantizer's inputs is that of
+    ``project_in`` alone and does not grow with the encoder's weights.
+
+    ``VQVAEConfig(...).objective(info).model`` is one; ``VQVAE(config, data_shape)`` builds it
+    directly. Its hyper-parameters are those of the config (the architecture and quantizer
+    fields; ``beta``, ``decay``, ``epsilon``, the initialisation, restarts and the prior's fields
+    belong to :class:`VQVAELoss` and :class:`VQVAEObjective`).
 
     Attributes:
-      input_shape: shape of one input ``x`` (no batch axis).
-      arch: ``"conv"`` or ``"mlp"``.
-      num_codes: ``K >= 2``.
-      code_dim: ``D``, the width of a code.
-      rule: ``"loss"`` or ``"ema"`` (see :class:`VectorQuantizer`).
-      hidden: channels of the convolutions (conv).
-      num_stages: stride-2 stages (conv); ``H`` and ``W`` must be multiples of ``2^s``.
-      num_res_blocks: residual blocks in the encoder and in the decoder (conv).
-      res_hidden: channels inside a residual block (conv).
-      mlp_hidden: hidden widths of the MLP encoder (mirrored by the decoder).
-      num_latents: vectors per code map (MLP).
-      quantizer_type: one of :data:`QUANTIZERS`: ``"vq"`` (:class:`VectorQuantizer`),
-        ``"fsq"`` (:mod:`genjax.nn.fsq`, no codebook) or ``"rvq"`` (:mod:`genjax.nn.rvq`,
-        ``num_quantizers`` EMA codebooks, ``rule="ema"``).
-      fsq_levels: FSQ's levels per channel.
-      num_quantizers: RVQ's levels ``N``.
-      codebook_dim: the lookup space's width (vq, rvq; 0: ``code_dim``). FSQ looks up in
-        ``len(fsq_levels)`` channels. When it differs from ``code_dim``, Dense layers
-        ``project_in`` / ``project_out`` map the encoder's vectors there and the codes back.
-      cosine: vq only, look codes up by cosine similarity (l2-normalised lookup space).
+      config: the :class:`VQVAEConfig`.
+      data_shape: shape of one input ``x`` (no batch axis).
     """
 
-    input_shape: tuple[int, ...]
-    arch: str = "conv"
-    num_codes: int = 64
-    code_dim: int = 16
-    rule: str = "ema"
-    hidden: int = 64
-    num_stages: int = 2
-    num_res_blocks: int = 2
-    res_hidden: int = 32
-    mlp_hidden: tuple[int, ...] = (256,)
-    num_latents: int = 4
-    quantizer_type: str = "vq"
-    fsq_levels: tuple[int, ...] = F.LEVELS[2**8]
-    num_quantizers: int = 1
-    codebook_dim: int = 0
-    cosine: bool = False
+    config: VQVAEConfig
+    data_shape: tuple[int, ...]
+
+    def num_levels(self) -> int:
+        """RVQ's ``num_quantizers``; 1 for vq and fsq."""
+        return self.config.num_quantizers if self.config.quantizer == "rvq" else 1
 
     def lookup_dim(self) -> int:
         """Width of the vectors the quantizer sees."""
-        if self.quantizer_type == "fsq":
-            return len(self.fsq_levels)
-        return self.codebook_dim or self.code_dim
+        c = self.config
+        if c.quantizer == "fsq":
+            return len(c.fsq_levels)
+        return c.codebook_dim or c.code_dim
 
     def vocabulary(self) -> int:
         """Codes per position of a code map: ``prod(fsq_levels)`` (FSQ) or ``num_codes``."""
-        if self.quantizer_type == "fsq":
-            return F.codebook_size(self.fsq_levels)
-        return self.num_codes
+        if self.config.quantizer == "fsq":
+            return F.codebook_size(self.config.fsq_levels)
+        return self.config.num_codes
 
     def _projects(self) -> bool:
-        return self.lookup_dim() != self.code_dim
+        return self.lookup_dim() != self.config.code_dim
+
+    def _fsq_norm(self) -> bool:
+        return self.config.quantizer == "fsq" and self.config.fsq_layer_norm
 
     def setup(self):
-        owner = "VQVAE"
-        _check_choice(owner, "arch", self.arch, ARCHS)
-        _check_choice(owner, "quantizer_type", self.quantizer_type, QUANTIZERS)
-        _check_num_codes(owner, self.num_codes)
-        _check_int(owner, "code_dim", self.code_dim, 1)
-        _check_int(owner, "num_quantizers", self.num_quantizers, 1)
-        _check_int(owner, "codebook_dim", self.codebook_dim, 0)
-        if self.quantizer_type == "rvq" and self.rule != "ema":
-            raise ValueError(f"{owner}: quantizer_type='rvq' needs rule='ema', got {self.rule!r}")
-        if self.cosine and self.quantizer_type != "vq":
-            raise ValueError(f"{owner}: cosine lookup needs quantizer_type='vq'")
-        if self.arch == "conv":
-            stages = _check_int(owner, "num_stages", self.num_stages, 1)
-            hidden = _check_int(owner, "hidden", self.hidden, 2)
-            check_image_shape(tuple(self.input_shape), stages, owner=owner)
-            self.enc_conv = ConvEncoder(features=(hidden,) * stages, kernel_size=4)
-            self.enc_mid = Conv(hidden, (3, 3), padding="SAME")
-            self.enc_res = ResidualStack(self.num_res_blocks, self.res_hidden)
-            self.enc_out = Conv(self.code_dim, (1, 1))
-            self.dec_in = Conv(hidden, (3, 3), padding="SAME")
-            self.dec_res = ResidualStack(self.num_res_blocks, self.res_hidden)
+        c = self.config
+        if not isinstance(c, VQVAEConfig):
+            raise ValueError(f"VQVAE.config must be a VQVAEConfig, got {type(c).__name__}")
+        shape = check_shape("VQVAE.data_shape", self.data_shape, hashable=True)
+        if c.arch == "conv":
+            if len(shape) != 3:
+                raise ValueError(
+                    f"VQVAE(arch='conv') needs images, data_shape = (H, W, C), got {shape} "
+                    "(use arch='mlp' for vectors)"
+                )
+            check_image_shape(shape, c.num_stages, owner="VQVAE.config.num_stages")
+            self.enc_conv = ConvEncoder(features=(c.hidden,) * c.num_stages, kernel_size=4)
+            self.enc_mid = Conv(c.hidden, (3, 3), padding="SAME")
+            self.enc_res = ResidualStack(c.num_res_blocks, c.res_hidden)
+            self.enc_out = Conv(c.code_dim, (1, 1))
+            self.dec_in = Conv(c.hidden, (3, 3), padding="SAME")
+            self.dec_res = ResidualStack(c.num_res_blocks, c.res_hidden)
             self.dec_conv = ConvDecoder(
-                image_shape=tuple(self.input_shape),
-                features=(hidden,) * (stages - 1) + (hidden // 2,),
+                image_shape=shape,
+                features=(c.hidden,) * (c.num_stages - 1) + (c.hidden // 2,),
                 kernel_size=4,
             )
         else:
-            _check_int(owner, "num_latents", self.num_latents, 1)
-            size = int(np.prod(self.input_shape))
-            hidden = tuple(self.mlp_hidden)
-            self.enc_mlp = MLP(features=(*hidden, self.num_latents * self.code_dim))
-            self.dec_mlp = MLP(features=(*reversed(hidden), size))
+            hidden = tuple(c.mlp_hidden)
+            self.enc_mlp = MLP(features=(*hidden, c.num_latents * c.code_dim))
+            self.dec_mlp = MLP(features=(*reversed(hidden), math.prod(shape)))
+        if self._fsq_norm():
+            self.fsq_norm = nn.LayerNorm()
         if self._projects():
             self.project_in = nn.Dense(self.lookup_dim())
-            self.project_out = nn.Dense(self.code_dim)
-        if self.quantizer_type == "vq":
+            self.project_out = nn.Dense(c.code_dim)
+        if c.quantizer == "vq":
             self.quantizer = VectorQuantizer(
-                self.num_codes, self.lookup_dim(), self.rule, cosine=self.cosine
+                c.num_codes, self.lookup_dim(), c.rule, cosine=c.cosine
             )
 
     def _check_input(self, x: jax.Array) -> None:
-        if tuple(jnp.shape(x)[1:]) != tuple(self.input_shape):
-            dims = ", ".join(map(str, self.input_shape))
+        if tuple(jnp.shape(x)[1:]) != tuple(self.data_shape):
+            dims = ", ".join(map(str, self.data_shape))
             raise ValueError(
-                f"VQVAE: inputs must be [B, *input_shape] = [B, {dims}], got shape {jnp.shape(x)}"
+                f"VQVAE: inputs must be [B, *data_shape] = [B, {dims}], got shape {jnp.shape(x)}"
             )
 
     def encode(self, x: jax.Array) -> jax.Array:
-        """``x [B, *input_shape] -> z_e`` (``[B, h, w, D]`` conv, ``[B, M, D]`` MLP)."""
+        """``x [B, *data_shape] -> z_e`` (``[B, h, w, D]`` conv, ``[B, M, D]`` MLP)."""
         self._check_input(x)
-        if self.arch == "conv":
+        c = self.config
+        if c.arch == "conv":
             h = self.enc_conv(x)
             h = self.enc_res(self.enc_mid(h))
             return self.enc_out(h)
         h = self.enc_mlp(x.reshape(x.shape[0], -1))
-        return h.reshape(x.shape[0], self.num_latents, self.code_dim)
+        return h.reshape(x.shape[0], c.num_latents, c.code_dim)
 
     def to_lookup(self, z_e: jax.Array) -> jax.Array:
-        """Encoder outputs to the lookup space: ``project_in`` if projected, normalised if
-        ``cosine``; otherwise ``z_e`` itself."""
-        z = self.project_in(z_e) if self._projects() else z_e
-        return L.l2_normalize(z) if self.cosine else z
+        """Encoder outputs to the lookup space: ``fsq_norm`` (FSQ with ``fsq_layer_norm``),
+        then ``project_in`` if projected, normalised if ``cosine``; otherwise ``z_e`` itself."""
+        z = self.fsq_norm(z_e) if self._fsq_norm() else z_e
+        z = self.project_in(z) if self._projects() else z
+        return L.l2_normalize(z) if self.config.cosine else z
 
     def lookup_inputs(self, x: jax.Array) -> jax.Array:
         """``to_lookup(encode(x))``: the vectors the quantizer sees."""
@@ -774,33 +762,35 @@ class VQVAE(nn.Module):
         self, z_e: jax.Array, codebook: jax.Array | None = None, num_active: Any = None
     ) -> Quantized:
         """Encoder outputs ``[..., code_dim]`` -> :class:`Quantized` (``z_q_st`` in
-        ``code_dim``). ``codebook``: vq with ``rule="ema"`` ``[K, d]``, rvq ``[N, K, d]``;
-        ``num_active``: rvq's levels used (``None``: all)."""
-        if self.quantizer_type == "vq":
-            q = self.quantizer(self.to_lookup(z_e), codebook)
-        elif self.quantizer_type == "rvq":
-            z = self.to_lookup(z_e)
+        ``code_dim``, in the dtype of ``z_e``: an activation). ``codebook``: vq with
+        ``rule="ema"`` ``[K, d]``, rvq ``[N, K, d]``; ``num_active``: rvq's levels used
+        (``None``: all)."""
+        kind = self.config.quantizer
+        z = self.to_lookup(z_e)
+        if kind == "vq":
+            q = self.quantizer(z, codebook)
+        elif kind == "rvq":
             z_q_st, z_q, indices, residuals = R.residual_quantize(z, codebook, num_active)
             q = Quantized(z_q_st, z_q, indices, z=z, residuals=residuals)
         else:
-            z = self.to_lookup(z_e)
-            codes = F.quantize(z, self.fsq_levels)
-            q = Quantized(codes, codes, F.codes_to_indices(codes, self.fsq_levels), z=z)
+            levels = self.config.fsq_levels
+            codes = F.quantize(z, levels)
+            q = Quantized(codes, codes, F.codes_to_indices(codes, levels), z=z)
         if self._projects():
             q = q.replace(z_q_st=self.project_out(q.z_q_st))
-        return q
+        return q.replace(z_q_st=q.z_q_st.astype(z_e.dtype))
 
     def decode_codes(self, z_q: jax.Array) -> jax.Array:
-        """Codes in the lookup space ``[B, ..., d]`` -> ``[B, *input_shape]``."""
+        """Codes in the lookup space ``[B, ..., d]`` -> ``[B, *data_shape]``."""
         return self.decode(self.project_out(z_q) if self._projects() else z_q)
 
     def decode(self, z_q: jax.Array) -> jax.Array:
-        """A code map's vectors ``[B, ..., D] -> [B, *input_shape]``."""
-        if self.arch == "conv":
+        """A code map's vectors ``[B, ..., D] -> [B, *data_shape]``."""
+        if self.config.arch == "conv":
             h = self.dec_res(self.dec_in(z_q))
             return self.dec_conv(h)
         out = self.dec_mlp(z_q.reshape(z_q.shape[0], -1))
-        return out.reshape(z_q.shape[0], *self.input_shape)
+        return out.reshape(z_q.shape[0], *self.data_shape)
 
     def __call__(
         self, x: jax.Array, codebook: jax.Array | None = None, num_active: Any = None
@@ -813,20 +803,21 @@ class VQVAE(nn.Module):
     def code_map_shape(self) -> tuple[int, ...]:
         """Shape of one code map of indices: ``(h, w)`` (conv) or ``(num_latents,)`` (MLP),
         then ``(N,)`` for RVQ (its levels' indices as extra positions)."""
-        if self.arch == "conv":
-            f = 2**self.num_stages
-            shape = (self.input_shape[0] // f, self.input_shape[1] // f)
+        c = self.config
+        if c.arch == "conv":
+            f = 2**c.num_stages
+            shape = (self.data_shape[0] // f, self.data_shape[1] // f)
         else:
-            shape = (self.num_latents,)
-        return (*shape, self.num_quantizers) if self.quantizer_type == "rvq" else shape
+            shape = (c.num_latents,)
+        return (*shape, c.num_quantizers) if c.quantizer == "rvq" else shape
 
 
 def _stored_codebook(model: VQVAE, params: Any, state: CodebookState, epsilon: float):
-    if model.quantizer_type == "fsq":
+    if model.config.quantizer == "fsq":
         return None
-    if model.rule == "loss":
+    if model.config.rule == "loss":
         return params["params"]["quantizer"]["codebook"]
-    if model.quantizer_type == "rvq":
+    if model.config.quantizer == "rvq":
         return jax.vmap(ema_codebook, (0, 0, None))(state.cluster_size, state.embed_sum, epsilon)
     return ema_codebook(state.cluster_size, state.embed_sum, epsilon)
 
@@ -835,14 +826,14 @@ def codebook(model: VQVAE, params: Any, state: CodebookState, epsilon: float = 1
     """The current codes in the lookup space: ``[K, d]``, the parameter (loss rule) or the
     EMA-derived one (l2-normalised with ``cosine``); RVQ ``[N, K, d]``; FSQ the grid
     ``[prod(levels), len(levels)]``."""
-    if model.quantizer_type == "fsq":
-        return F.indices_to_codes(jnp.arange(model.vocabulary()), model.fsq_levels)
+    if model.config.quantizer == "fsq":
+        return F.indices_to_codes(jnp.arange(model.vocabulary()), model.config.fsq_levels)
     cb = _stored_codebook(model, params, state, epsilon)
-    return L.l2_normalize(cb) if model.cosine else cb
+    return L.l2_normalize(cb) if model.config.cosine else cb
 
 
 def _ema_arg(model: VQVAE, params: Any, state: CodebookState, epsilon: float):
-    return None if model.rule == "loss" else _stored_codebook(model, params, state, epsilon)
+    return None if model.config.rule == "loss" else _stored_codebook(model, params, state, epsilon)
 
 
 def code_statistics(model: VQVAE, indices: Any) -> dict[str, jax.Array]:
@@ -851,7 +842,7 @@ def code_statistics(model: VQVAE, indices: Any) -> dict[str, jax.Array]:
     the mean over levels of each level's figures."""
     indices = jnp.asarray(indices)
     K = model.vocabulary()
-    if model.quantizer_type != "rvq":
+    if model.config.quantizer != "rvq":
         return {
             "code_usage": code_usage(indices, K),
             "perplexity": L.codebook_perplexity(indices, K),
@@ -888,7 +879,7 @@ class VQVAELoss:
       quantizer_dropout: RVQ only: each update uses ``n ~ U{1..N}`` levels, drawn from the
         state's shared key (the same on every device).
 
-    The quantizer is the model's (``model.quantizer_type``): FSQ has no codebook, so no
+    The quantizer is the model's (``model.config.quantizer``): FSQ has no codebook, so no
     commitment or codebook term and no restarts; RVQ's levels are initialised one after the
     other on the residuals of the first batch and updated by :func:`update_residual_state`.
     """
@@ -906,35 +897,35 @@ class VQVAELoss:
         owner = "VQVAELoss"
         if not isinstance(self.model, VQVAE):
             raise ValueError(f"{owner}: model must be a VQVAE, got {type(self.model).__name__}")
-        _check_num_codes(owner, self.model.num_codes)
-        _check_choice(owner, "rule", self.model.rule, RULES)
+        _check_num_codes(owner, self.model.config.num_codes)
+        _check_choice(owner, "rule", self.model.config.rule, RULES)
         _check_float(owner, "beta", self.beta, 0.0, math.inf, high_open=True)
         _check_float(owner, "decay", self.decay, 0.0, 1.0, high_open=True)
         _check_float(owner, "epsilon", self.epsilon, 0.0, math.inf, high_open=True)
         _check_choice(owner, "codebook_init", self.codebook_init, INITS)
         _check_int(owner, "restart_after", self.restart_after, 0)
-        if self.restart_after and self.model.rule != "ema":
+        if self.restart_after and self.model.config.rule != "ema":
             raise ValueError(
                 f"{owner}: dead-code restart (restart_after={self.restart_after}) needs "
                 f"rule='ema' (the loss rule's codebook is a parameter the state cannot reset), "
-                f"got rule={self.model.rule!r}"
+                f"got rule={self.model.config.rule!r}"
             )
         if self.reservoir_size is not None:
             _check_int(owner, "reservoir_size", self.reservoir_size, 1)
-        kind = self.model.quantizer_type
+        kind = self.model.config.quantizer
         if self.restart_after and kind == "fsq":
             raise ValueError(f"{owner}: FSQ has no codebook to restart; set restart_after=0")
         if self.quantizer_dropout and kind != "rvq":
-            raise ValueError(f"{owner}: quantizer_dropout needs quantizer_type='rvq', got {kind!r}")
+            raise ValueError(f"{owner}: quantizer_dropout needs quantizer='rvq', got {kind!r}")
 
     @property
     def num_codes(self) -> int:
-        return self.model.num_codes
+        return self.model.config.num_codes
 
     def _reservoir(self) -> int:
         if not self.restart_after:
             return 0
-        return self.reservoir_size or self.model.num_codes
+        return self.reservoir_size or self.model.config.num_codes
 
     def encoder_outputs(self, params: Any, x: jax.Array) -> jax.Array:
         """``[N, d]``: the vectors the quantizer sees for inputs ``x`` (the encoder's, in the
@@ -948,23 +939,24 @@ class VQVAELoss:
         if not self.quantizer_dropout:
             return None
         key = jax.random.fold_in(state.key, 1)
-        return 1 + jax.random.randint(key, (), 0, self.model.num_quantizers)
+        return 1 + jax.random.randint(key, (), 0, self.model.num_levels())
 
     def init(self, rng: jax.Array, batch: dict) -> Any:
         """Parameters; with the loss rule, the codebook parameter is initialised by
-        ``codebook_init`` from the encoder outputs of ``batch``."""
+        ``codebook_init`` from the encoder outputs of ``batch``; FSQ's are rescaled and its
+        decoder recentred on ``batch`` (:meth:`_fsq_data_init`)."""
         model = self.model
         param_key, code_key = jax.random.split(rng)
-        K, D = model.num_codes, model.lookup_dim()
-        dummy = None if model.rule == "loss" else jnp.zeros((K, D), jnp.float32)
-        if model.quantizer_type != "vq":
+        K, D = model.config.num_codes, model.lookup_dim()
+        dummy = None if model.config.rule == "loss" else jnp.zeros((K, D), jnp.float32)
+        if model.config.quantizer != "vq":
             dummy = (
-                None if model.quantizer_type == "fsq" else jnp.zeros((model.num_quantizers, K, D))
+                None if model.config.quantizer == "fsq" else jnp.zeros((model.num_levels(), K, D))
             )
         variables = model.init(param_key, batch["x"], dummy)
-        if model.quantizer_type == "fsq":
-            return self._fsq_unit_scale(variables, batch["x"])
-        if model.rule == "loss":
+        if model.config.quantizer == "fsq":
+            return self._fsq_data_init(variables, batch["x"])
+        if model.config.rule == "loss":
             points = self.encoder_outputs(variables, batch["x"])
             cb = init_codebook(code_key, points, K, self.codebook_init)
             inner = dict(variables["params"])
@@ -972,48 +964,68 @@ class VQVAELoss:
             variables = {**variables, "params": inner}
         return variables
 
-    def _fsq_unit_scale(self, variables: Any, x: jax.Array) -> Any:
-        """FSQ's data-dependent initialisation: the layer that produces the quantizer's inputs
-        (``project_in``, else the encoder's last) is rescaled so that they have unit standard
-        deviation on the first batch. At the initialisation's small scale every vector rounds
-        to the same grid point, the decoder's input is constant, and no gradient flows."""
-        model = self.model
+    def _fsq_data_init(self, variables: Any, x: jax.Array) -> Any:
+        """FSQ's data-dependent initialisation, from the first batch ``x``:
+
+        1. the layer that produces the quantizer's inputs (``project_in``, else ``fsq_norm``,
+           else the encoder's last) is rescaled so that they have unit standard deviation. At
+           the initialisation's small scale every vector rounds to the same grid point, the
+           decoder's input is constant, and no gradient flows.
+        2. the decoder's output bias is shifted by the batch's mean residual ``mean(x - x^)``
+           (per channel for conv, per value for MLP), so the first reconstructions have the
+           data's mean. Otherwise that mean is the whole early gradient: it is the same for
+           every vector, Adam moves the projection along it by about the learning rate per
+           step, and within a few hundred steps every vector sits in the same saturated corner
+           of the ``tanh`` bound, where the straight-through gradient vanishes."""
+        model, c = self.model, self.model.config
         scale = 1.0 / jnp.maximum(jnp.std(self.encoder_outputs(variables, x)), 1e-6)
         if model._projects():
             path = ("project_in",)
-        elif model.arch == "conv":
+        elif model._fsq_norm():
+            path = ("fsq_norm",)
+        elif c.arch == "conv":
             path = ("enc_out",)
         else:
-            path = ("enc_mlp", f"dense_{len(model.mlp_hidden)}")
+            path = ("enc_mlp", f"dense_{len(c.mlp_hidden)}")
 
-        def rescale(tree, keys):
+        def update(tree, keys, fn):
             tree = dict(tree)
             if keys:
-                tree[keys[0]] = rescale(tree[keys[0]], keys[1:])
+                tree[keys[0]] = update(tree[keys[0]], keys[1:], fn)
                 return tree
-            return {name: value * scale for name, value in tree.items()}
+            return fn(tree)
 
-        return {**variables, "params": rescale(variables["params"], path)}
+        rescale = lambda leaf: {name: value * scale for name, value in leaf.items()}
+        variables = {**variables, "params": update(variables["params"], path, rescale)}
+        x_hat, _, _ = model.apply(variables, x, None)
+        residual = jnp.asarray(x, jnp.float32) - x_hat.astype(jnp.float32)
+        if c.arch == "conv":
+            out_path, shift = ("dec_conv", "output"), jnp.mean(residual, axis=(0, 1, 2))
+        else:
+            out_path = ("dec_mlp", f"dense_{len(c.mlp_hidden)}")
+            shift = jnp.mean(residual.reshape(residual.shape[0], -1), axis=0)
+        recentre = lambda leaf: {**leaf, "bias": leaf["bias"] + shift}
+        return {**variables, "params": update(variables["params"], out_path, recentre)}
 
     def init_model_state(self, rng: jax.Array, batch: dict, params: Any) -> CodebookState:
         """The state: EMA statistics of the initial codebook (EMA rule: ``N_k = 1/K``,
         ``S_k = e_k / K``), the reservoir filled from ``batch``, the shared key."""
         model = self.model
-        K = model.num_codes
+        K = model.config.num_codes
         code_key, res_key, shared_key = jax.random.split(rng, 3)
         x = batch["x"]
         points = self.encoder_outputs(params, x)
         cluster_size = embed_sum = None
         size = self._reservoir()
         last_used = jnp.zeros((K,), jnp.int32)
-        if model.quantizer_type == "fsq":
+        if model.config.quantizer == "fsq":
             last_used, size = jnp.zeros((model.vocabulary(),), jnp.int32), 0
             reservoir = None
-        elif model.quantizer_type == "rvq":
+        elif model.config.quantizer == "rvq":
             cluster_size, embed_sum, reservoir = self._init_levels(code_key, res_key, points)
-            last_used = jnp.zeros((model.num_quantizers, K), jnp.int32)
+            last_used = jnp.zeros((model.num_levels(), K), jnp.int32)
         else:
-            if model.rule == "ema":
+            if model.config.rule == "ema":
                 cb = init_codebook(code_key, points, K, self.codebook_init)
                 cluster_size = jnp.full((K,), 1.0 / K, jnp.float32)
                 embed_sum = cb / K
@@ -1034,7 +1046,7 @@ class VQVAELoss:
     def _init_levels(self, code_key: jax.Array, res_key: jax.Array, points: jax.Array):
         """RVQ's EMA statistics and reservoirs: level ``l`` is initialised on the residuals of
         ``points`` under the levels before it."""
-        K, levels = self.model.num_codes, self.model.num_quantizers
+        K, levels = self.model.config.num_codes, self.model.num_levels()
         size = self._reservoir()
         residual, books, reservoirs = points.astype(jnp.float32), [], []
         for level, (ck, rk) in enumerate(
@@ -1061,17 +1073,17 @@ class VQVAELoss:
         mse = jnp.mean(sq_err.reshape(x.shape[0], -1), axis=-1)
         z = q.z
         latent_size = float(np.prod(z.shape[1:]))
-        if model.quantizer_type == "fsq":
+        if model.config.quantizer == "fsq":
             commitment = jnp.zeros_like(mse)
         else:
             commitment = L.vq_commitment_loss(z, q.z_q) / latent_size
         total = mse / state.data_variance + self.beta * commitment
         codebook_term = jnp.zeros_like(commitment)
-        if model.rule == "loss" and model.quantizer_type == "vq":
+        if model.config.rule == "loss" and model.config.quantizer == "vq":
             codebook_term = L.vq_codebook_loss(z, q.z_q) / latent_size
             total = total + codebook_term
         kw = dict(decay=self.decay, restart_after=self.restart_after)
-        if model.quantizer_type == "rvq":
+        if model.config.quantizer == "rvq":
             new_state, stats = update_residual_state(
                 state, q.residuals, q.indices, rng, num_active, **kw
             )
@@ -1100,19 +1112,19 @@ def encode_indices(
 ) -> jax.Array:
     """Code maps of ``x``: int32 ``[B, *model.code_map_shape()]``."""
     z = model.apply(params, jnp.asarray(x, jnp.float32), method=VQVAE.lookup_inputs)
-    if model.quantizer_type == "fsq":
-        return F.codes_to_indices(F.quantize(z, model.fsq_levels), model.fsq_levels)
+    if model.config.quantizer == "fsq":
+        return F.codes_to_indices(F.quantize(z, model.config.fsq_levels), model.config.fsq_levels)
     cb = codebook(model, params, state, epsilon)
-    if model.quantizer_type == "rvq":
+    if model.config.quantizer == "rvq":
         return R.residual_quantize(z, cb)[2]
-    _, indices = (L.cosine_vector_quantize if model.cosine else L.vector_quantize)(z, cb)
+    _, indices = (L.cosine_vector_quantize if model.config.cosine else L.vector_quantize)(z, cb)
     return indices
 
 
 def decode_indices(
     model: VQVAE, params: Any, state: CodebookState, indices: Any, *, epsilon: float = 1e-5
 ) -> jax.Array:
-    """Decode code maps ``[B, *code_map_shape]`` (int) to inputs ``[B, *input_shape]``."""
+    """Decode code maps ``[B, *code_map_shape]`` (int) to inputs ``[B, *data_shape]``."""
     indices = jnp.asarray(indices)
     expected = model.code_map_shape()
     if tuple(indices.shape[1:]) != tuple(expected):
@@ -1121,7 +1133,7 @@ def decode_indices(
             f"got shape {indices.shape}"
         )
     codes = codebook(model, params, state, epsilon)
-    if model.quantizer_type == "rvq":
+    if model.config.quantizer == "rvq":
         z_q = R.codes_from_indices(codes, indices)
     else:
         z_q = jnp.take(codes, indices, axis=0)
@@ -1131,7 +1143,7 @@ def decode_indices(
 def reconstruct(
     model: VQVAE, params: Any, state: CodebookState, x: Any, *, epsilon: float = 1e-5
 ) -> jax.Array:
-    """``decode(quantize(encode(x)))``: ``[B, *input_shape]``."""
+    """``decode(quantize(encode(x)))``: ``[B, *data_shape]``."""
     cb = _ema_arg(model, params, state, epsilon)
     x_hat, _, _ = model.apply(params, jnp.asarray(x, jnp.float32), cb)
     return x_hat
@@ -1198,6 +1210,9 @@ class VQVAEConfig(ModelConfig):
       quantizer: vq (nearest code) | fsq (finite scalar grid, no codebook, no auxiliary loss;
         num_codes, rule, restarts unused) | rvq (num_quantizers EMA codebooks on residuals).
       fsq_levels: FSQ levels per channel (the grid has their product of codes).
+      fsq_layer_norm: FSQ: LayerNorm each encoder vector before the projection to
+        len(fsq_levels) channels (without it the encoder's growing outputs saturate the
+        bound and the code map collapses).
       num_quantizers: RVQ levels N (a code map holds N indices per position).
       quantizer_dropout: RVQ: train each step with a random number of levels in 1..N.
       codebook_dim: vq/rvq lookup width, the encoder's vectors projected to it and back (0 =
@@ -1231,6 +1246,7 @@ class VQVAEConfig(ModelConfig):
     reservoir_size: int = 0
     quantizer: str = "vq"
     fsq_levels: tuple[int, ...] = F.LEVELS[2**8]
+    fsq_layer_norm: bool = True
     num_quantizers: int = 4
     quantizer_dropout: bool = False
     codebook_dim: int = 0
@@ -1303,7 +1319,7 @@ class VQVAEConfig(ModelConfig):
             )
         check_int(label("num_quantizers"), self.num_quantizers, 1)
         check_int(label("codebook_dim"), self.codebook_dim, 0)
-        for name in ("quantizer_dropout", "cosine"):
+        for name in ("quantizer_dropout", "cosine", "fsq_layer_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
                     f"{label(name)} must be true or false, got {getattr(self, name)!r}"
@@ -1325,26 +1341,14 @@ class VQVAEConfig(ModelConfig):
         shape this configuration cannot take)."""
         return VQVAEObjective(self, info)
 
-    def module(self, input_shape: Sequence[int]) -> VQVAE:
-        """The :class:`VQVAE` of this configuration for inputs of ``input_shape``."""
-        return VQVAE(
-            input_shape=tuple(int(d) for d in input_shape),
-            arch=self.arch,
-            num_codes=self.num_codes,
-            code_dim=self.code_dim,
-            rule=self.rule,
-            hidden=self.hidden,
-            num_stages=self.num_stages,
-            num_res_blocks=self.num_res_blocks,
-            res_hidden=self.res_hidden,
-            mlp_hidden=tuple(self.mlp_hidden),
-            num_latents=self.num_latents,
-            quantizer_type=self.quantizer,
-            fsq_levels=tuple(self.fsq_levels),
-            num_quantizers=self.num_quantizers if self.quantizer == "rvq" else 1,
-            codebook_dim=self.codebook_dim,
-            cosine=self.cosine,
-        )
+    @classmethod
+    def upgrade_saved(cls, values: dict) -> dict:
+        """Configs saved before ``fsq_layer_norm`` existed trained FSQ without it (the key does
+        nothing for the other quantizers, which keep the default)."""
+        values = dict(values)
+        if values.get("quantizer") == "fsq":
+            values.setdefault("fsq_layer_norm", False)
+        return values
 
 
 #: The players of the two-phase task: the VQ-VAE, then its prior.
@@ -1401,7 +1405,7 @@ class VQVAEObjective(Objective):
                     "flatten the images (data.flatten=false)"
                 )
             check_image_shape(shape, c.num_stages, owner=c._label("num_stages"))
-        model = c.module(shape)
+        model = VQVAE(c, shape)
         loss_fn = VQVAELoss(
             model,
             beta=c.beta,

@@ -385,6 +385,6 @@ def test_fsq_initialisation_gives_unit_scale_inputs_that_spread_over_the_grid(kw
     z = np.asarray(loss.encoder_outputs(params, x), np.float64)
     assert np.std(z) == pytest.approx(1.0, rel=1e-4)
     # Unit-scale inputs land on many grid points, not the one the init's tiny outputs share.
-    levels = loss.model.fsq_levels
+    levels = loss.model.config.fsq_levels
     idx = np.asarray(fsq.codes_to_indices(fsq.quantize(z, levels), levels))
     assert len(np.unique(idx)) > 8

@@ -48,9 +48,7 @@ def _state(**fields):
 def test_straight_through_gradient_wrt_z_e_equals_gradient_wrt_z_q():
     # An MLP pair with a code map of 3 vectors per image (the quantiser acts on the last
     # axis, whatever the leading ones).
-    model = V.VQVAE(
-        input_shape=(64,), arch="mlp", num_codes=8, code_dim=4, mlp_hidden=(32,), num_latents=3
-    )
+    model = V.VQVAE(vq_settings.small_config(), (64,))
     x = jax.random.uniform(jax.random.PRNGKey(0), (5, 64))
     codebook = jax.random.normal(jax.random.PRNGKey(1), (8, 4))
     params = jax.jit(model.init)(jax.random.PRNGKey(2), x, codebook)
@@ -81,15 +79,10 @@ def test_straight_through_gradient_wrt_z_e_equals_gradient_wrt_z_q():
 
 
 def _mlp_objective(rule="loss", **kw):
-    model = V.VQVAE(
-        input_shape=(64,),
-        arch="mlp",
-        num_codes=6,
-        code_dim=3,
-        rule=rule,
-        mlp_hidden=(16,),
-        num_latents=2,
+    config = vq_settings.small_config(
+        num_codes=6, code_dim=3, rule=rule, mlp_hidden=(16,), num_latents=2
     )
+    model = V.VQVAE(config, (64,))
     return V.VQVAELoss(model, **kw)
 
 
@@ -297,15 +290,15 @@ def test_bad_input_raises_clear_errors():
         V.VectorQuantizer(num_codes=4, code_dim=3).init(jax.random.PRNGKey(0), z)
     with pytest.raises(ValueError, match=r"rule='ema' pass the codebook \[K, D\] = \[4, 4\]"):
         V.VectorQuantizer(num_codes=4, code_dim=4, rule="ema").init(jax.random.PRNGKey(0), z)
-    model = V.VQVAE(input_shape=(64,), arch="mlp", num_codes=4, code_dim=2)
+    model = V.VQVAE(vq_settings.small_config(num_codes=4, code_dim=2), (64,))
     with pytest.raises(ValueError, match=r"beta must be a finite number in .*got -0\.5"):
         V.VQVAELoss(model, beta=-0.5)
     with pytest.raises(ValueError, match=r"decay .*got 1\.0"):
         V.VQVAELoss(model, decay=1.0)
     with pytest.raises(ValueError, match="needs rule='ema'"):
-        V.VQVAELoss(V.VQVAE(input_shape=(64,), arch="mlp", rule="loss"), restart_after=10)
-    with pytest.raises(ValueError, match="num_codes"):
-        V.VQVAELoss(V.VQVAE(input_shape=(64,), num_codes=1))
+        V.VQVAELoss(V.VQVAE(vq_settings.small_config(rule="loss"), (64,)), restart_after=10)
+    with pytest.raises(ValueError, match="VQVAELoss: model must be a VQVAE"):
+        V.VQVAELoss(vq_settings.small_config())
     with pytest.raises(ValueError, match="codebook_init must be one of"):
         V.VQVAELoss(model, codebook_init="zeros")
 
@@ -539,15 +532,8 @@ def test_inference_methods_return_the_right_shapes():
 def test_short_training_on_digits_uses_the_codebook_and_reconstructs():
     train, test = load("digits", "train"), load("digits", "test")
     spec = Preprocess(flatten=True)
-    model = V.VQVAE(
-        input_shape=(64,),
-        arch="mlp",
-        num_codes=32,
-        code_dim=8,
-        rule="ema",
-        mlp_hidden=(128,),
-        num_latents=4,
-    )
+    config = vq_settings.small_config(num_codes=32, code_dim=8, mlp_hidden=(128,), num_latents=4)
+    model = V.VQVAE(config, (64,))
     obj = V.VQVAELoss(model, codebook_init="kmeans++", restart_after=20)
     task = Task.from_loss(
         obj.init, obj.loss, optax.adam(3e-3), stateful=True, init_model_state=obj.init_model_state
@@ -681,3 +667,171 @@ def test_short_run_through_the_command_reports_and_loads_back(tmp_path):
     assert run.decode(codes).shape == run.reconstruct(x).shape == (3, 8, 8, 1)
     assert run.codebook().shape == (64, 16) and run.sample_codes(rng, 2).shape == (2, 2, 2)
     assert np.isfinite(float(run.prior_bits_per_code(codes)))
+
+
+# --------------------------------------------------------------------------------------------
+# The module holds its config; FSQ's LayerNorm; bfloat16 compute.
+# --------------------------------------------------------------------------------------------
+
+
+def test_module_holds_the_config_and_checks_what_the_data_add():
+    config = _small()
+    objective = config.objective(DataInfo(shape=(64,)))
+    assert objective.model == V.VQVAE(config, (64,)) and objective.model.config is config
+    x = jnp.zeros((2, 64))
+    with pytest.raises(ValueError, match=r"^VQVAE\.config must be a VQVAEConfig, got FrozenDict"):
+        V.VQVAE({"arch": "mlp"}, (64,)).init(jax.random.PRNGKey(0), x)
+    with pytest.raises(ValueError, match=r"^VQVAE\.data_shape must be a non-empty tuple.*\(0,\)"):
+        V.VQVAE(config, (0,)).init(jax.random.PRNGKey(0), x)
+    with pytest.raises(ValueError, match=r"VQVAE\(arch='conv'\) needs images"):
+        V.VQVAE(V.VQVAEConfig(), (64,)).init(jax.random.PRNGKey(0), x)
+
+
+def _layer_norm(z, scale, bias, eps=1e-6):
+    mean = z.mean(-1, keepdims=True)
+    var = ((z - mean) ** 2).mean(-1, keepdims=True)
+    return (z - mean) / np.sqrt(var + eps) * scale + bias
+
+
+def test_fsq_lookup_inputs_are_layer_norm_then_projection_and_ignore_the_encoders_scale():
+    objective = _small(quantizer="fsq", fsq_levels=(4, 4, 4)).objective(DataInfo(shape=(64,)))
+    x = jax.random.uniform(jax.random.PRNGKey(0), (16, 64))
+    params = jax.jit(objective.loss_fn.init)(jax.random.PRNGKey(1), {"x": x})
+    model, p = objective.model, params["params"]
+    z_e = np.asarray(model.apply(params, x, method=V.VQVAE.encode), np.float64)
+    norm, proj = p["fsq_norm"], p["project_in"]
+    # The oracle: LayerNorm over the 4 channels by hand, then the Dense layer, in float64.
+    expected = _layer_norm(z_e, np.asarray(norm["scale"]), np.asarray(norm["bias"])) @ np.asarray(
+        proj["kernel"], np.float64
+    ) + np.asarray(proj["bias"], np.float64)
+    got = np.asarray(model.apply(params, x, method=V.VQVAE.lookup_inputs))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    # Ten times the encoder's last layer: the same quantizer inputs, hence the same codes.
+    last = dict(p["enc_mlp"])
+    last["dense_1"] = jax.tree.map(lambda a: 10 * a, last["dense_1"])
+    scaled = {"params": {**p, "enc_mlp": last}}
+    z10 = np.asarray(model.apply(scaled, x, method=V.VQVAE.lookup_inputs))
+    np.testing.assert_allclose(z10, got, rtol=1e-4, atol=1e-5)
+    # Without the norm there is no such layer, and the inputs scale with the encoder.
+    plain = _small(quantizer="fsq", fsq_levels=(4, 4, 4), fsq_layer_norm=False)
+    plain_obj = plain.objective(DataInfo(shape=(64,)))
+    plain_params = jax.jit(plain_obj.loss_fn.init)(jax.random.PRNGKey(1), {"x": x})
+    assert "fsq_norm" not in plain_params["params"]
+
+
+def test_fsq_layer_norm_is_validated_and_old_fsq_configs_load_without_it():
+    with pytest.raises(ValueError, match=r"VQVAEConfig\.fsq_layer_norm must be true or false"):
+        V.VQVAEConfig(fsq_layer_norm="yes")
+    assert V.VQVAEConfig.upgrade_saved({"quantizer": "fsq"})["fsq_layer_norm"] is False
+    assert "fsq_layer_norm" not in V.VQVAEConfig.upgrade_saved({"quantizer": "vq"})
+    assert V.VQVAEConfig.upgrade_saved({"quantizer": "fsq", "fsq_layer_norm": True}) == {
+        "quantizer": "fsq",
+        "fsq_layer_norm": True,
+    }
+
+
+def _eqns(jaxpr):
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, list | tuple) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    yield from _eqns(inner)
+
+
+def _bf16(tree):
+    return jax.tree.map(lambda a: a.astype(jnp.bfloat16) if a.dtype == jnp.float32 else a, tree)
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "rvq", "fsq"])
+def test_bfloat16_compute_keeps_distances_statistics_and_losses_in_float32(quantizer):
+    config = _small(
+        quantizer=quantizer, restart_after=0 if quantizer == "fsq" else 5, num_quantizers=2
+    )
+    loss_fn = config.objective(DataInfo(shape=(64,))).loss_fn
+    x = jax.random.uniform(jax.random.PRNGKey(0), (32, 64))
+    params = jax.jit(loss_fn.init)(jax.random.PRNGKey(1), {"x": x})
+    state = jax.jit(loss_fn.init_model_state)(jax.random.PRNGKey(2), {"x": x}, params)
+    # What the engine does under compute_dtype=bfloat16: parameters and batch cast.
+    pb, batch, rng = _bf16(params), {"x": x.astype(jnp.bfloat16)}, jax.random.PRNGKey(3)
+    jaxpr = jax.make_jaxpr(loss_fn.loss)(pb, state, batch, rng).jaxpr
+    argmins = [e for e in _eqns(jaxpr) if e.primitive.name == "argmin"]
+    if quantizer == "fsq":
+        assert not argmins  # no distances: rounding of the float32 bound
+    else:  # every nearest-code search runs on float32 distances
+        assert argmins and all(e.invars[0].aval.dtype == jnp.float32 for e in argmins)
+    loss, (metrics, new) = jax.jit(loss_fn.loss)(pb, state, batch, rng)
+    assert loss.dtype == jnp.float32
+    assert all(v.dtype == jnp.float32 for v in metrics.values()), metrics
+    floats = [a for a in jax.tree.leaves(new) if jnp.issubdtype(a.dtype, jnp.floating)]
+    assert floats and all(a.dtype == jnp.float32 for a in floats)
+    # The activations stay bfloat16: the decoder's input and output.
+    cb = V._ema_arg(loss_fn.model, pb, state, loss_fn.epsilon)
+    x_hat, z_e, q = loss_fn.model.apply(pb, batch["x"], cb)
+    assert (x_hat.dtype, z_e.dtype, q.z_q_st.dtype) == (jnp.bfloat16,) * 3
+    if quantizer != "vq":
+        return
+    # The EMA statistics against a float64 oracle on the same bfloat16 encoder outputs: an
+    # accumulation in bfloat16 would be off by about 2^-9 relative.
+    z = np.asarray(q.z, np.float64).reshape(-1, 4)
+    codes = np.asarray(cb, np.float64)
+    k = np.argmin(((z[:, None] - codes[None]) ** 2).sum(-1), axis=1)
+    n = np.bincount(k, minlength=8) / len(z)
+    m = np.stack([z[k == j].sum(0) for j in range(8)]) / len(z)
+    d = loss_fn.decay
+    np.testing.assert_allclose(
+        new.cluster_size, d * np.asarray(state.cluster_size) + (1 - d) * n, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        new.embed_sum, d * np.asarray(state.embed_sum) + (1 - d) * m, rtol=1e-5, atol=1e-8
+    )
+    # ... and the commitment loss against float64 on those outputs.
+    z_q = codes[k].reshape(np.shape(q.z))
+    expected = np.mean(((np.asarray(q.z, np.float64) - z_q) ** 2).sum((1, 2)) / 12)
+    assert float(metrics["commitment_loss"]) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_fsq_on_the_conv_digits_model_uses_its_grid():
+    train, test = load("digits", "train"), load("digits", "test")
+    spec = Preprocess()
+    config = V.VQVAEConfig(quantizer="fsq", fsq_levels=(4, 4, 4), prior_steps=0)
+    objective = config.objective(DataInfo(shape=(8, 8, 1)))
+    steps = 600
+    task = objective.task(optax.adam(optax.cosine_decay_schedule(1e-3, steps)))
+
+    def prepare(raw, rng):
+        return preprocess(raw, rng, spec, train.image_max)
+
+    engine = Engine(task, prepare)
+    data = engine.place_resident({k: np.asarray(v) for k, v in train.features.items()})
+    first = {k: v[:128] for k, v in train.features.items()}
+    state = engine.place_state(
+        jax.jit(lambda r: init_state(task, r, prepare(first, None)))(jax.random.PRNGKey(0))
+    )
+    state, _ = engine.run_on_device(state, data, num_steps=steps, batch_size=128, seed=0)
+    x = prepare(test.features, None)["x"]
+    idx = objective.encode(state.params, state.model_state, x)
+    mse = float(jnp.mean(jnp.square(objective.reconstruct(state.params, state.model_state, x) - x)))
+    # Without the LayerNorm this model ends on one or a few codes (the mean image, 0.073).
+    assert float(V.code_usage(idx, 64)) >= 0.8
+    assert mse < 0.035, mse
+
+
+def test_vq_bits_bf16_rows_by_hand():
+    from experiments import vq_bits
+
+    rows = {"vq": {"recon_mse": 0.02}, "rvq": {"recon_mse": 0.01}}
+    bf16 = {
+        "vq": {"recon_mse": 0.021, "skipped_steps": 0},
+        "rvq": {"recon_mse": 0.009, "skipped_steps": 3},
+    }
+    table = vq_bits.bf16_rows(rows, bf16)
+    assert table["vq"]["ratio"] == pytest.approx(1.05) and table["rvq"]["ratio"] == pytest.approx(
+        0.9
+    )
+    assert table["rvq"]["nonfinite_steps"] == 3 and table["vq"]["recon_mse_bfloat16"] == 0.021
+    md = vq_bits.bf16_markdown(table).splitlines()
+    assert md[2] == "| vq | 0.02 | 0.021 | 1.050 | 0 |" and md[3].endswith("| 0.900 | 3 |")
+    assert set(vq_bits.BF16) <= set(vq_bits.RUNS)

@@ -118,3 +118,26 @@ def test_paper_tables():
         size = fsq.codebook_size(levels)
         # The paper's tables approximate each power of two (4,375 codes for 2^12).
         assert abs(math.log2(size) - math.log2(target)) < 0.15, (target, levels, size)
+
+
+def test_bound_of_an_even_level_count_by_hand():
+    # L = 4: h = 3 (1 + 1e-3) / 2, offset 1/2, shift atanh(1/2 / h): the levels are -2..1.
+    # Closed forms in float64 with math, not the module's code path.
+    h = 3 * 1.001 / 2
+    s = math.atanh(0.5 / h)
+    # bound(0) = tanh(s) h - 1/2 = 0: zero sits on a level, not on a rounding edge.
+    np.testing.assert_allclose(fsq.bound(jnp.zeros((1, 1)), (4,)), [[0.0]], atol=1e-7)
+    # The ends: h - 1/2 = 1.0015 and -h - 1/2 = -2.0015.
+    np.testing.assert_allclose(fsq.bound(jnp.full((1, 1), 30.0), (4,)), [[1.0015]], rtol=1e-6)
+    np.testing.assert_allclose(fsq.bound(jnp.full((1, 1), -30.0), (4,)), [[-2.0015]], rtol=1e-6)
+    # bound(z) = b  <=>  z = atanh((b + 1/2) / h) - s: the three rounding edges b = -1.5,
+    # -0.5, 0.5 by hand, and the level just either side of each.
+    for edge, below, above in [(-1.5, -2, -1), (-0.5, -1, 0), (0.5, 0, 1)]:
+        z = math.atanh((edge + 0.5) / h) - s
+        np.testing.assert_allclose(fsq.bound(jnp.full((1, 1), z), (4,)), [[edge]], atol=2e-6)
+        q = fsq.quantize(jnp.array([[z - 1e-3], [z + 1e-3]]), (4,))
+        np.testing.assert_array_equal(np.asarray(q)[:, 0], np.array([below, above]) / 2)
+    # L = 6 (half = 5 / 2 * 1.001, levels -3..2): the edge between levels 1 and 2 at b = 1.5.
+    h6 = 5 * 1.001 / 2
+    z = math.atanh(2.0 / h6) - math.atanh(0.5 / h6)
+    np.testing.assert_allclose(fsq.bound(jnp.full((1, 1), z), (6,)), [[1.5]], atol=2e-6)
