@@ -1,6 +1,6 @@
 """The VQ-VAE's quantizers at equal bits on digits, and their rate-distortion curves.
 
-    python -m experiments.vq_bits --workdir runs/vq-bits [--set train.compute_dtype=bfloat16]
+    python -m experiments.vq_bits --workdir runs/vq-bits [--no-bf16] [--only NAME ...]
 
 Each row is one run of the VQ-VAE experiment (``python -m experiments.train --model vqvae
 --dataset digits``: the digits configuration, its two phases and its evaluation on the whole
@@ -16,8 +16,14 @@ beside PCA at the same bits (coefficients uniformly quantised,
 levels (12, 48 bits) and FSQ at the paper's 2^8 and 2^10 tables ((8, 6, 5), 31.6 bits;
 (8, 5, 5, 5), 39.9 bits).
 
-Writes ``table.md``, ``table.json`` and ``rate_distortion.png`` in the work directory, one run
-directory per row under it (resumable: a finished run is not retrained).
+Each quantizer at 24 bits (the rows of :data:`BF16`) is trained again with
+``train.compute_dtype=bfloat16`` (bfloat16 activations; parameters, distances, codebook
+statistics and losses in float32), unless ``--no-bf16``; ``bf16.md`` / ``bf16.json`` give its
+test MSE beside float32's, their ratio and the steps the non-finite guard skipped.
+
+Writes ``table.md``, ``table.json``, ``bf16.md``, ``bf16.json`` and ``rate_distortion.png`` in
+the work directory, one run directory per row under it (resumable: a finished run is not
+retrained), and prints the tables and the wall time of each run.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ RUNS: dict[str, tuple[str, ...]] = {
     "fsq_8x6x5": ("model.quantizer=fsq", "model.fsq_levels=8,6,5"),
     "fsq_8x5x5x5": ("model.quantizer=fsq", "model.fsq_levels=8,5,5,5"),
 }
+#: The float32 runs trained again in bfloat16 (as ``<name>_bf16``).
+BF16 = ("vq_ema_restart_k64", "fsq_4x4x4", "rvq_2x8")
+BF16_SET = "train.compute_dtype=bfloat16"
 #: The rate-distortion curves: label -> runs in increasing bits.
 CURVES = {
     "RVQ (K = 8; 1, 2, 4 levels)": ("rvq_1x8", "rvq_2x8", "rvq_4x8"),
@@ -56,18 +65,53 @@ COLUMNS = (
 )
 
 
-def run_one(workdir: Path, name: str, extra: list[str]) -> dict:
-    """Train (or read back) the run ``name``; its summary's metrics."""
+def run_one(workdir: Path, name: str, extra: list[str], *, bf16: bool = False) -> dict:
+    """Train (or read back) the run ``name`` (in bfloat16 under ``<name>_bf16``); its
+    summary's metrics, with ``wall_s`` (of the training run) and ``skipped_steps`` (steps the
+    non-finite guard skipped, from ``metrics.jsonl``)."""
     from experiments.train import main
 
-    run_dir = workdir / name
+    run_dir = workdir / (f"{name}_bf16" if bf16 else name)
     argv = ["--model", "vqvae", "--dataset", "digits", "--workdir", str(run_dir), "--quiet"]
-    for item in (*RUNS[name], "eval.compare=", *extra):
+    for item in (*RUNS[name], "eval.compare=", *extra, *((BF16_SET,) if bf16 else ())):
         argv += ["--set", item]
     code = main(argv)
     if code != 0:
-        raise SystemExit(f"vq_bits: run {name} failed with exit code {code}")
-    return json.loads((run_dir / "summary.json").read_text())["metrics"]
+        raise SystemExit(f"vq_bits: run {run_dir.name} failed with exit code {code}")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    skipped = max(
+        (r.get("skipped_steps", 0) for r in lines if r.get("split") == "train"), default=0
+    )
+    return {**summary["metrics"], "wall_s": summary["wall_s"], "skipped_steps": int(skipped)}
+
+
+def bf16_rows(rows: dict[str, dict], bf16: dict[str, dict]) -> dict[str, dict]:
+    """Per quantizer: float32 and bfloat16 test MSE, ``ratio = bf16 / f32`` and the bf16
+    run's skipped (non-finite) steps."""
+    return {
+        name: {
+            "recon_mse_float32": rows[name]["recon_mse"],
+            "recon_mse_bfloat16": m["recon_mse"],
+            "ratio": m["recon_mse"] / rows[name]["recon_mse"],
+            "nonfinite_steps": m["skipped_steps"],
+        }
+        for name, m in bf16.items()
+    }
+
+
+def bf16_markdown(table: dict[str, dict]) -> str:
+    """:func:`bf16_rows` as a Markdown table."""
+    lines = [
+        "| run | test MSE float32 | test MSE bfloat16 | ratio | non-finite steps |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in table.items():
+        lines.append(
+            f"| {name} | {r['recon_mse_float32']:.4g} | {r['recon_mse_bfloat16']:.4g} | "
+            f"{r['ratio']:.3f} | {r['nonfinite_steps']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def table_markdown(rows: dict[str, dict]) -> str:
@@ -102,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument("--only", nargs="*", default=list(RUNS), help="runs to make")
     parser.add_argument("--set", action="append", default=[], help="extra key=value")
+    parser.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"also train {', '.join(BF16)} (those of --only) in bfloat16 (default: on)",
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.only if n not in RUNS]
     if unknown:
@@ -109,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows = {name: run_one(args.workdir, name, args.set) for name in args.only}
+    bf16 = {
+        name: run_one(args.workdir, name, args.set, bf16=True)
+        for name in args.only
+        if args.bf16 and name in BF16
+    }
     table = {name: {c: m[c] for c in COLUMNS} for name, m in rows.items()}
     (args.workdir / "table.json").write_text(json.dumps(table, indent=2) + "\n")
     (args.workdir / "table.md").write_text(table_markdown(rows))
@@ -120,6 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     curves["PCA, quantised coefficients"] = pca
     rate_distortion(curves, args.workdir / "rate_distortion.png")
     print(table_markdown(rows), end="")
+    if bf16:
+        dtype_table = bf16_rows(rows, bf16)
+        (args.workdir / "bf16.json").write_text(json.dumps(dtype_table, indent=2) + "\n")
+        (args.workdir / "bf16.md").write_text(bf16_markdown(dtype_table))
+        print(bf16_markdown(dtype_table), end="")
+    walls = {n: m["wall_s"] for n, m in rows.items()}
+    walls.update({f"{n}_bf16": m["wall_s"] for n, m in bf16.items()})
+    print("wall s: " + ", ".join(f"{n} {w:.0f}" for n, w in walls.items()))
+    print(f"total wall s: {sum(walls.values()):.0f}")
     return 0
 
 
