@@ -528,6 +528,23 @@ def test_inference_methods_return_the_right_shapes():
 # --------------------------------------------------------------------------------------------
 
 
+def _train_on_device(task, train, spec, steps):
+    """``steps`` engine steps of ``task`` on the whole split resident on the device (batch
+    128, seed 0); returns the state, the metrics and the preprocessing function."""
+
+    def prepare(raw, rng):
+        return preprocess(raw, rng, spec, train.image_max)
+
+    engine = Engine(task, prepare)
+    data = engine.place_resident({k: np.asarray(v) for k, v in train.features.items()})
+    first = {k: v[:128] for k, v in train.features.items()}
+    state = engine.place_state(
+        jax.jit(lambda r: init_state(task, r, prepare(first, None)))(jax.random.PRNGKey(0))
+    )
+    state, metrics = engine.run_on_device(state, data, num_steps=steps, batch_size=128, seed=0)
+    return state, metrics, prepare
+
+
 @pytest.mark.slow
 def test_short_training_on_digits_uses_the_codebook_and_reconstructs():
     train, test = load("digits", "train"), load("digits", "test")
@@ -539,16 +556,7 @@ def test_short_training_on_digits_uses_the_codebook_and_reconstructs():
         obj.init, obj.loss, optax.adam(3e-3), stateful=True, init_model_state=obj.init_model_state
     )
 
-    def prepare(raw, rng):
-        return preprocess(raw, rng, spec, train.image_max)
-
-    engine = Engine(task, prepare)
-    data = engine.place_resident({k: np.asarray(v) for k, v in train.features.items()})
-    first = {k: v[:128] for k, v in train.features.items()}
-    state = engine.place_state(
-        jax.jit(lambda r: init_state(task, r, prepare(first, None)))(jax.random.PRNGKey(0))
-    )
-    state, metrics = engine.run_on_device(state, data, num_steps=300, batch_size=128, seed=0)
+    state, metrics, prepare = _train_on_device(task, train, spec, steps=300)
     params, ms = state.params["model"], state.model_state
     x = prepare(test.features, None)["x"]
     mse = float(jnp.mean(jnp.square(V.reconstruct(model, params, ms, x) - x)))
@@ -801,16 +809,7 @@ def test_fsq_on_the_conv_digits_model_uses_its_grid():
     steps = 600
     task = objective.task(optax.adam(optax.cosine_decay_schedule(1e-3, steps)))
 
-    def prepare(raw, rng):
-        return preprocess(raw, rng, spec, train.image_max)
-
-    engine = Engine(task, prepare)
-    data = engine.place_resident({k: np.asarray(v) for k, v in train.features.items()})
-    first = {k: v[:128] for k, v in train.features.items()}
-    state = engine.place_state(
-        jax.jit(lambda r: init_state(task, r, prepare(first, None)))(jax.random.PRNGKey(0))
-    )
-    state, _ = engine.run_on_device(state, data, num_steps=steps, batch_size=128, seed=0)
+    state, _, prepare = _train_on_device(task, train, spec, steps=steps)
     x = prepare(test.features, None)["x"]
     idx = objective.encode(state.params, state.model_state, x)
     mse = float(jnp.mean(jnp.square(objective.reconstruct(state.params, state.model_state, x) - x)))
