@@ -104,3 +104,52 @@ def test_gan_table_statistics_and_published_rows():
     assert "**7.67 ± 0.33**" in md and "**88.3% ± 4.4%**" in md
     assert "| VEEGAN (2017) | Unrolled GAN | 7.60 | 35.6% | – | 23.60 | 16.0% | – |" in md
     assert "| PacGAN (2018) | PacGAN4 |" in md
+
+
+#: (H, W, C) and classes of the real image sets (genjax's builders' features).
+_REAL_SETS = {
+    "mnist": ((28, 28, 1), 10),
+    "fashion_mnist": ((28, 28, 1), 10),
+    "binarized_mnist": ((28, 28, 1), None),
+    "cifar10": ((32, 32, 3), 10),
+    "celeb_a_64": ((64, 64, 3), None),
+}
+
+
+def _real_configs():
+    from experiments import registry
+
+    return [
+        (model, dataset)
+        for model in registry.model_names()
+        for dataset in registry.get(model).configs
+        if dataset in _REAL_SETS
+    ]
+
+
+def test_every_model_has_configs_on_the_real_sets():
+    models = {model for model, _ in _real_configs()}
+    assert models == {"ppca", "vae", "gan", "vqvae", "cyclevae"}
+
+
+@pytest.mark.parametrize(("model", "dataset"), _real_configs())
+def test_each_real_set_config_builds_its_model_on_that_data(model, dataset):
+    import math
+
+    from experiments import registry
+    from genjax.models.base import DataInfo
+    from genjax.runs import build_objective
+
+    config = registry.get(model).configs[dataset]()
+    assert config.dataset == dataset and config.model == model
+    image, classes = _REAL_SETS[dataset]
+    shape = (math.prod(image),) if config.data.flatten else image
+    info = DataInfo(shape=shape, num_classes=classes, name=dataset, image_shape=image)
+    if model == "cyclevae" and classes is None:
+        pytest.fail(f"{dataset} has no classes to be the Cycle VAE's domains")
+    objective = build_objective(config, info)
+    batch = {"x": np.zeros((2, *shape), np.float32)}
+    if classes:
+        batch["label"] = np.zeros((2,), np.int32)
+    variables = jax.eval_shape(objective.init, jax.random.PRNGKey(0), batch)  # shapes only
+    assert jax.tree.leaves(variables)
