@@ -11,11 +11,9 @@ being committed).
 import dataclasses
 import os
 import random
-import signal
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 
@@ -43,36 +41,13 @@ def _train_split(data_dir, streaming):
     return load("digits", "train", data_dir=data_dir, streaming=data.streaming)
 
 
-def _flat(params):
-    return {
-        jax.tree_util.keystr(p): np.asarray(v)
-        for p, v in jax.tree_util.tree_leaves_with_path(params)
-    }
-
-
 def _worker(workdir, data_dir, mode, kill_at, out):
-    kill_at = int(kill_at)
-    if mode == "save":
-        from orbax.checkpoint._src.path import atomicity
-
-        real_finalize = atomicity.AtomicRenameTemporaryPath.finalize
-
-        async def finalize_or_die(self, *args, **kwargs):
-            if self.get_final().name == str(kill_at):
-                os.kill(os.getpid(), signal.SIGKILL)
-            return await real_finalize(self, *args, **kwargs)
-
-        atomicity.AtomicRenameTemporaryPath.finalize = finalize_or_die
-
-    def on_log(step, record):
-        if mode == "step" and step == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-
+    on_log = toy.kill_hooks(mode, int(kill_at))
     train = _train_split(data_dir, "true")
     assert isinstance(train, StreamingDataset), train
     task = toy.task(noise=0.1)
     result = fit(task, train, _config(), workdir, preprocess_spec=SPEC, on_log=on_log)
-    np.savez(out, step=int(result.state.step), **_flat(result.state.params))
+    np.savez(out, step=int(result.state.step), **toy.flat_params(result.state.params))
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +117,7 @@ def test_prefetch_on_off_and_streaming_give_the_same_state(tmp_path, digits_data
         config = _config(steps=48, prefetch=prefetch, async_checkpoints=False)
         result = fit(toy.task(noise=0.1), train, config, tmp_path / str(i), preprocess_spec=SPEC)
         assert int(result.state.step) == 48
-        finals.append(_flat(result.state.params))
+        finals.append(toy.flat_params(result.state.params))
     for other in finals[1:]:
         assert other.keys() == finals[0].keys()
         for k in other:
@@ -151,7 +126,8 @@ def test_prefetch_on_off_and_streaming_give_the_same_state(tmp_path, digits_data
     fresh = fit(
         toy.task(noise=0.1), stream, _config(steps=1), tmp_path / "one", preprocess_spec=SPEC
     )
-    assert any(not np.array_equal(v, finals[0][k]) for k, v in _flat(fresh.state.params).items())
+    one = toy.flat_params(fresh.state.params)
+    assert any(not np.array_equal(v, finals[0][k]) for k, v in one.items())
 
 
 def test_a_streamed_split_cannot_be_held_on_the_device(tmp_path, digits_data_dir):

@@ -52,3 +52,40 @@ def train_config(steps: int, batch_size: int = 32, **fields) -> TrainConfig:
     """The ``TrainConfig`` of a toy run: ``steps`` steps of ``batch_size`` examples, no
     progress bar; ``fields`` set the rest (``TrainConfig``'s defaults otherwise)."""
     return TrainConfig(steps=steps, batch_size=batch_size, progress=False, **fields)
+
+
+def kill_hooks(mode: str, kill_at: int):
+    """Arms a subprocess to SIGKILL itself, for the resume tests: ``mode="save"`` dies at the
+    moment Orbax would rename the finished temporary directory of step ``kill_at`` to its
+    final name (the data written, the checkpoint not committed; dying right after
+    ``Checkpointer.save`` returned raced the background writer, which under load had not yet
+    created the temporary directory); ``mode="step"`` dies right after logging step
+    ``kill_at``. Returns the ``on_log`` callback for ``fit``."""
+    import os
+    import signal
+
+    if mode == "save":
+        from orbax.checkpoint._src.path import atomicity
+
+        real_finalize = atomicity.AtomicRenameTemporaryPath.finalize
+
+        async def finalize_or_die(self, *args, **kwargs):
+            if self.get_final().name == str(kill_at):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return await real_finalize(self, *args, **kwargs)
+
+        atomicity.AtomicRenameTemporaryPath.finalize = finalize_or_die
+
+    def on_log(step, record):
+        if mode == "step" and step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return on_log
+
+
+def flat_params(params) -> dict:
+    """``{keystr(path): array}`` of a parameter tree, for ``np.savez``."""
+    return {
+        jax.tree_util.keystr(p): np.asarray(v)
+        for p, v in jax.tree_util.tree_leaves_with_path(params)
+    }
