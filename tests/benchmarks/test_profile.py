@@ -105,5 +105,10 @@ def test_profile_of_a_tiny_vae_accounts_for_the_step(tmp_path):
     no_input_grad = 2 * 8 * 784 * 200
     expected = 3 * forward - no_input_grad
     assert cats["matmul"]["gflop_per_step"] * 1e9 == pytest.approx(expected, rel=0.02)
-    # The ops' summed time is the step's time (one device, thunks run one at a time here).
-    assert row["op_ms_per_step"] == pytest.approx(row["wall_ms_per_step"], rel=0.5)
+    # The ops' summed time accounts for the step (one device, thunks run one at a time here):
+    # not more than the wall time, and most of it. The wall time also holds dispatch and, on
+    # a busy machine, time the process waited for a core (a CI run under load measured 0.49
+    # of it), so the lower bound is loose; an op kind left out of the accounting would fall
+    # far below it.
+    ratio = row["op_ms_per_step"] / row["wall_ms_per_step"]
+    assert 0.25 <= ratio <= 1.5, (row["op_ms_per_step"], row["wall_ms_per_step"])
