@@ -1,14 +1,13 @@
 """Resume after SIGKILL ends bitwise equal to a run that was never interrupted."""
 
 import json
-import os
 import random
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import toy
 
 WORKER = Path(__file__).with_name("resume_worker.py")
 STEPS = 48
@@ -16,30 +15,15 @@ STEPS = 48
 
 def _run(workdir, out, mode="none", kill_at=0, env=None, timeout=None):
     cmd = [sys.executable, str(WORKER), str(workdir), str(STEPS), mode, str(kill_at), str(out)]
-    if timeout is None:
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    # An external SIGKILL after `timeout` seconds, wherever the process is.
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    return proc
+    return toy.run_worker(cmd, env=env, timeout=timeout)
 
 
 @pytest.fixture
 def env(tmp_path):
-    e = dict(os.environ)
-    # Restarts reuse compiled executables (the same binaries, so the same numbers).
-    e["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "jax-cache")
-    e["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    return e
+    return toy.cache_env(tmp_path)
 
 
-def _params(path):
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+_params = toy.load_params
 
 
 @pytest.mark.slow

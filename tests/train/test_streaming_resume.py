@@ -11,7 +11,6 @@ being committed).
 import dataclasses
 import os
 import random
-import subprocess
 import sys
 
 import numpy as np
@@ -61,27 +60,15 @@ def digits_data_dir(tmp_path_factory):
 
 def _run(workdir, data_dir, out, mode="none", kill_at=0, env=None, timeout=None):
     cmd = [sys.executable, __file__, str(workdir), str(data_dir), mode, str(kill_at), str(out)]
-    if timeout is None:
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:  # an external SIGKILL, wherever the run is
-        proc.kill()
-        proc.wait()
-    return proc
+    return toy.run_worker(cmd, env=env, timeout=timeout)
 
 
-def _params(path):
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+_params = toy.load_params
 
 
 @pytest.mark.slow
 def test_sigkill_while_streaming_resumes_bitwise(tmp_path, digits_data_dir):
-    env = dict(os.environ)
-    env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "jax-cache")  # the same binaries
-    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    env = toy.cache_env(tmp_path)
     ref = _run(tmp_path / "ref", digits_data_dir, tmp_path / "ref.npz", env=env)
     assert ref.returncode == 0, ref.stderr[-3000:]
 

@@ -89,3 +89,37 @@ def flat_params(params) -> dict:
         jax.tree_util.keystr(p): np.asarray(v)
         for p, v in jax.tree_util.tree_leaves_with_path(params)
     }
+
+
+def run_worker(cmd: list[str], env=None, timeout=None):
+    """Runs a resume worker ``cmd``: to completion (a ``CompletedProcess``, output captured,
+    at most 600 s), or with ``timeout`` killed by an external SIGKILL after that many seconds
+    wherever it is (the finished ``Popen``)."""
+    import subprocess
+
+    if timeout is None:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return proc
+
+
+def load_params(path) -> dict:
+    """The arrays a worker saved with ``np.savez``."""
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def cache_env(tmp_path) -> dict:
+    """``os.environ`` with a compilation cache in ``tmp_path`` that every restart reuses (the
+    same binaries, so the same numbers)."""
+    import os
+
+    env = dict(os.environ)
+    env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "jax-cache")
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    return env
