@@ -50,6 +50,8 @@ import jax
 from benchmarks import roofline, specs, timing
 from benchmarks.run import DEFAULT_RESULTS, GenjaxRunner, machine_info
 
+#: Ops per model in the Markdown table of the slowest ops.
+TOP_OPS = 4
 CATEGORIES = ("matmul", "convolution", "elementwise", "data movement", "rng", "other")
 _MOVEMENT = {
     "copy",
@@ -86,6 +88,11 @@ _INSTRUCTION = re.compile(
 )
 _COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?(?P<name>[\w.\-]+)\s.*\{\s*$")
 _DIMS = re.compile(r"\[([\d,]*)\]")
+
+
+def _shape_text(shape: str) -> str:
+    """``f32[512,14,14,64]{3,2,1,0}`` -> ``f32[512,14,14,64]`` (the layout dropped)."""
+    return re.sub(r"\{[^}]*\}", "", shape).strip()
 
 
 def _dims(shape: str) -> list[int]:
@@ -173,6 +180,47 @@ class HloIndex:
             zeros = math.prod(int(d) for d in dilation.group(1).split("x")) if dilation else 1
             return 2.0 * out * window * kernel[rhs.index("i")] / zeros
         return 0.0
+
+    def _gemm(self, name: str) -> str | None:
+        """The dot or convolution an op is or holds (the largest by FLOPs), else ``None``."""
+        if self.opcode.get(name) in ("dot", "convolution"):
+            return name
+        inner = [m for m in self.inner(name) if self.opcode.get(m) in ("dot", "convolution")]
+        return max(inner, key=self.flops) if inner else None
+
+    def describe(self, name: str) -> str:
+        """One line saying what an executed op computes: for a dot or convolution (or a fusion
+        holding one), its operand and output shapes, its dimension labels and window; for
+        other ops, the opcodes it fuses. Then the JAX operation it comes from (the last
+        components of its ``op_name`` metadata)."""
+        op = self.opcode.get(name)
+        if op is None:
+            return "(not in the compiled module)"
+        gemm = self._gemm(name)
+        if gemm is not None:
+            shapes = [_shape_text(self.shape.get(o, "?")) for o in self.operands[gemm]]
+            text = f"{self.opcode[gemm]} {' x '.join(shapes)} -> {_shape_text(self.shape[gemm])}"
+            attrs = self.attrs[gemm]
+            for key in ("dim_labels", "lhs_contracting_dims", "rhs_contracting_dims"):
+                match = re.search(rf"{key}=(\{{[\d,]*\}}|[\w>-]+)", attrs)
+                if match:
+                    text += f" {key}={match.group(1)}"
+            window = re.search(r"window=\{([^}]*)\}", attrs)
+            if window:
+                text += f" window={{{window.group(1)}}}"
+            if gemm != name:
+                text = f"{op} of {text}"
+        elif op == "fusion":
+            inner = sorted({self.opcode[m] for m in self.inner(name)} - {"parameter", "constant"})
+            text = f"fusion of {', '.join(inner)} -> {_shape_text(self.shape[name])}"
+        else:
+            text = f"{op} -> {_shape_text(self.shape[name])}"
+        source = re.search(r'op_name="([^"]*)"', self.attrs.get(name, ""))
+        if source is None and gemm is not None:
+            source = re.search(r'op_name="([^"]*)"', self.attrs.get(gemm, ""))
+        if source:
+            text += f" [{'/'.join(source.group(1).split('/')[-3:])}]"
+        return text
 
     def category(self, name: str) -> tuple[str, float]:
         """(category, FLOPs of its dots/convolutions) of an executed op."""
@@ -269,7 +317,16 @@ def profile(name: str, batch: int, steps: int, repeats: int, matmul: roofline.Ma
         cat, flops = index.category(op)
         per_cat[cat]["s"] += seconds
         per_cat[cat]["flops"] += flops * executions
-        ops.append({"op": op, "category": cat, "ms_per_step": 1e3 * seconds / total_steps})
+        ops.append(
+            {
+                "op": op,
+                "category": cat,
+                "what": index.describe(op),
+                "ms_per_step": 1e3 * seconds / total_steps,
+                "share": 0.0,
+                "flops_per_s": flops * executions / seconds if flops and seconds > 0 else None,
+            }
+        )
     op_total = sum(v["s"] for v in per_cat.values())
     peak = matmul.flops_per_s(3)["median"]
     rows = {}
@@ -282,6 +339,8 @@ def profile(name: str, batch: int, steps: int, repeats: int, matmul: roofline.Ma
             "flops_per_s": rate,
             "fraction_of_matmul_peak": rate / peak if rate else None,
         }
+    for o in ops:
+        o["share"] = 1e-3 * o["ms_per_step"] * total_steps / op_total
     ops.sort(key=lambda o: -o["ms_per_step"])
     wall_per_step = statistics.median(walls) / steps
     return {
@@ -324,6 +383,21 @@ def markdown(result: dict[str, Any]) -> str:
             + " | ".join(f"{cats[c]['share']:.0%}" for c in CATEGORIES)
             + f" | {rate_s} |"
         )
+    lines += [
+        "",
+        f"The {TOP_OPS} slowest ops of each step (exclusive time; GFLOP/s of a dot or "
+        "convolution from its shapes; the JAX operation each comes from in brackets):",
+        "",
+        "| model | op | what it computes | ms/step | share | GFLOP/s |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        for o in row["top_ops"][:TOP_OPS]:
+            rate = f"{o['flops_per_s'] / 1e9:.0f}" if o.get("flops_per_s") else ""
+            lines.append(
+                f"| {row['model']} | `{o['op']}` | {o.get('what', '').replace('|', '/')} | "
+                f"{o['ms_per_step']:.1f} | {o.get('share', 0.0):.0%} | {rate} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -88,6 +88,24 @@ def test_hlo_index_classifies_ops_and_counts_flops_by_hand():
     assert index.category("not-an-op") == ("other", 0.0)
 
 
+def test_hlo_index_describes_what_an_op_computes():
+    index = profile.HloIndex(HLO)
+    assert index.describe("conv") == (
+        "convolution f32[1,7,7,2] x f32[3,3,2,4] -> f32[1,5,5,4] dim_labels=b01f_01io->b01f "
+        "window={size=3x3}"
+    )
+    # A fusion is described by the dot it holds; the source is the op_name's last components.
+    assert index.describe("ynn_fusion") == (
+        "fusion of dot f32[8,3] x f32[3,5] -> f32[8,5] lhs_contracting_dims={1} "
+        "rhs_contracting_dims={0}"
+    )
+    assert index.describe("move_fusion") == "fusion of transpose -> f32[5,8]"
+    assert index.describe("bits_fusion") == (
+        "fusion of tanh -> u32[40] [body/jit(_uniform)/threefry2x32]"
+    )
+    assert index.describe("not-an-op") == "(not in the compiled module)"
+
+
 @pytest.mark.slow
 def test_profile_of_a_tiny_vae_accounts_for_the_step(tmp_path):
     row = profile.profile("vae_mlp", 8, steps=3, repeats=2, matmul=roofline.Matmul(128))
@@ -110,5 +128,9 @@ def test_profile_of_a_tiny_vae_accounts_for_the_step(tmp_path):
     # a busy machine, time the process waited for a core (a CI run under load measured 0.49
     # of it), so the lower bound is loose; an op kind left out of the accounting would fall
     # far below it.
+    top = row["top_ops"]
+    assert top == sorted(top, key=lambda o: -o["ms_per_step"])
+    assert sum(o["share"] for o in top) <= 1.0 + 1e-9
+    assert any(o["what"].startswith(("dot", "fusion of dot")) for o in top), top
     ratio = row["op_ms_per_step"] / row["wall_ms_per_step"]
     assert 0.25 <= ratio <= 1.5, (row["op_ms_per_step"], row["wall_ms_per_step"])
