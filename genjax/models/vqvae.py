@@ -759,12 +759,18 @@ class VQVAE(nn.Module):
         return self.to_lookup(self.encode(x))
 
     def quantize(
-        self, z_e: jax.Array, codebook: jax.Array | None = None, num_active: Any = None
+        self,
+        z_e: jax.Array,
+        codebook: jax.Array | None = None,
+        num_active: Any = None,
+        noise_rng: jax.Array | None = None,
     ) -> Quantized:
         """Encoder outputs ``[..., code_dim]`` -> :class:`Quantized` (``z_q_st`` in
         ``code_dim``, in the dtype of ``z_e``: an activation). ``codebook``: vq with
         ``rule="ema"`` ``[K, d]``, rvq ``[N, K, d]``; ``num_active``: rvq's levels used
-        (``None``: all)."""
+        (``None``: all); ``noise_rng``: FSQ with ``fsq_noise > 0``, training: the key of the
+        noise substitution (:func:`genjax.nn.fsq.noisy_quantize`; the decoder sees the noisy
+        values, ``z_q`` and the indices stay the rounded codes; ``None``: no noise)."""
         kind = self.config.quantizer
         z = self.to_lookup(z_e)
         if kind == "vq":
@@ -775,7 +781,10 @@ class VQVAE(nn.Module):
         else:
             levels = self.config.fsq_levels
             codes = F.quantize(z, levels)
-            q = Quantized(codes, codes, F.codes_to_indices(codes, levels), z=z)
+            seen = codes
+            if noise_rng is not None and self.config.fsq_noise > 0:
+                seen = F.noisy_quantize(noise_rng, z, levels, self.config.fsq_noise)
+            q = Quantized(seen, codes, F.codes_to_indices(codes, levels), z=z)
         if self._projects():
             q = q.replace(z_q_st=self.project_out(q.z_q_st))
         return q.replace(z_q_st=q.z_q_st.astype(z_e.dtype))
@@ -793,11 +802,16 @@ class VQVAE(nn.Module):
         return out.reshape(z_q.shape[0], *self.data_shape)
 
     def __call__(
-        self, x: jax.Array, codebook: jax.Array | None = None, num_active: Any = None
+        self,
+        x: jax.Array,
+        codebook: jax.Array | None = None,
+        num_active: Any = None,
+        noise_rng: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array, Quantized]:
-        """``x -> (x_hat, z_e, Quantized)``; the decoder sees the straight-through value."""
+        """``x -> (x_hat, z_e, Quantized)``; the decoder sees the straight-through value
+        (with ``noise_rng``, FSQ's noise substitution: :meth:`quantize`)."""
         z_e = self.encode(x)
-        q = self.quantize(z_e, codebook, num_active)
+        q = self.quantize(z_e, codebook, num_active, noise_rng)
         return self.decode(q.z_q_st), z_e, q
 
     def code_map_shape(self) -> tuple[int, ...]:
@@ -1068,7 +1082,10 @@ class VQVAELoss:
         x = batch["x"]
         num_active = self.num_active(state)
         cb = _ema_arg(model, params, state, self.epsilon)
-        x_hat, _, q = model.apply(params, x, cb, num_active)
+        noise_rng = None
+        if model.config.quantizer == "fsq" and model.config.fsq_noise > 0:
+            rng, noise_rng = jax.random.split(rng)
+        x_hat, _, q = model.apply(params, x, cb, num_active, noise_rng)
         sq_err = jnp.square(x_hat.astype(jnp.float32) - x.astype(jnp.float32))
         mse = jnp.mean(sq_err.reshape(x.shape[0], -1), axis=-1)
         z = q.z
@@ -1213,6 +1230,9 @@ class VQVAEConfig(ModelConfig):
       fsq_layer_norm: FSQ: LayerNorm each encoder vector before the projection to
         len(fsq_levels) channels (without it the encoder's growing outputs saturate the
         bound and the code map collapses).
+      fsq_noise: FSQ: in training, the probability with which each quantized value is
+        replaced by its bounded value plus uniform noise one level wide (noise substitution,
+        :func:`genjax.nn.fsq.noisy_quantize`; 0 = always rounded).
       num_quantizers: RVQ levels N (a code map holds N indices per position).
       quantizer_dropout: RVQ: train each step with a random number of levels in 1..N.
       codebook_dim: vq/rvq lookup width, the encoder's vectors projected to it and back (0 =
@@ -1247,6 +1267,7 @@ class VQVAEConfig(ModelConfig):
     quantizer: str = "vq"
     fsq_levels: tuple[int, ...] = F.LEVELS[2**8]
     fsq_layer_norm: bool = True
+    fsq_noise: float = 0.0
     num_quantizers: int = 4
     quantizer_dropout: bool = False
     codebook_dim: int = 0
@@ -1334,6 +1355,11 @@ class VQVAEConfig(ModelConfig):
             raise ValueError(
                 f"{label('codebook_dim')} is for vq and rvq; FSQ looks up in "
                 f"len({label('fsq_levels')}) channels (set {label('codebook_dim')}=0)"
+            )
+        check_float(label("fsq_noise"), self.fsq_noise, 0.0, 1.0, high_open=False)
+        if self.fsq_noise and kind != "fsq":
+            raise ValueError(
+                f"{label('fsq_noise')}={self.fsq_noise} needs {label('quantizer')}=fsq"
             )
 
     def objective(self, info: DataInfo) -> VQVAEObjective:

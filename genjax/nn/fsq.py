@@ -50,6 +50,7 @@ __all__ = [
     "codebook_size",
     "codes_to_indices",
     "indices_to_codes",
+    "noisy_quantize",
     "quantize",
 ]
 
@@ -133,6 +134,43 @@ def quantize(z: Any, levels: Sequence[int]) -> jax.Array:
     b = bound(z, levels)
     rounded = b + jax.lax.stop_gradient(jnp.round(b) - b)
     return rounded / jnp.asarray([lv // 2 for lv in levels], b.dtype)
+
+
+def noisy_quantize(rng: jax.Array, z: Any, levels: Sequence[int], prob: float) -> jax.Array:
+    """:func:`quantize` for training with noise substitution: each value is, with probability
+    ``prob`` and independently, ``(bound(z) + u) / (L // 2)`` with ``u ~ U(-1/2, 1/2)`` (one
+    level wide) instead of its rounded code. ``[..., d] -> [..., d]`` float32.
+
+    Additive uniform noise is the continuous relaxation of rounding (Balle, Laparra &
+    Simoncelli, 2017); substituting it for part of the rounding is the FSQ training of Parker
+    et al. (2024, "Scaling Transformers for Low-Bitrate High-Quality Speech Coding",
+    arXiv:2411.19842, section 3.2). The gradient is the same as :func:`quantize`'s,
+    ``bound'(z) / (L // 2)``; only the forward value changes. ``prob = 0`` is
+    :func:`quantize` (same values, ``rng`` unused); the noisy values are never codes, so use
+    this in training only.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from genjax.nn import fsq
+      >>> key, z, levels = jax.random.key(0), jnp.zeros((4, 3)), (8, 6, 5)
+      >>> bool(jnp.all(fsq.noisy_quantize(key, z, levels, 0.0) == fsq.quantize(z, levels)))
+      True
+      >>> q = fsq.noisy_quantize(key, z, levels, 1.0)  # bound(0) = 0, plus noise
+      >>> bool(jnp.all(jnp.abs(q * jnp.array([4, 3, 2])) <= 0.5))  # within half a level
+      True
+    """
+    levels = _levels("noisy_quantize", levels)
+    if not (isinstance(prob, int | float) and 0.0 <= prob <= 1.0):
+        raise ValueError(f"noisy_quantize: prob must be a number in [0, 1], got {prob!r}")
+    b = bound(z, levels)
+    rounded = jnp.round(b)
+    if prob > 0:
+        mask_key, noise_key = jax.random.split(rng)
+        noise = jax.random.uniform(noise_key, b.shape, b.dtype, -0.5, 0.5)
+        substitute = jax.random.bernoulli(mask_key, prob, b.shape)
+        rounded = jnp.where(substitute, b + noise, rounded)
+    out = b + jax.lax.stop_gradient(rounded - b)
+    return out / jnp.asarray([lv // 2 for lv in levels], b.dtype)
 
 
 def codes_to_indices(codes: Any, levels: Sequence[int]) -> jax.Array:

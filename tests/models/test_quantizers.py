@@ -266,6 +266,39 @@ def test_fsq_vqvae_codes_are_grid_indices_and_need_no_codebook():
     assert float(stats["code_usage"]) == pytest.approx(used / 1000)
 
 
+def test_fsq_noise_substitution_reaches_the_decoder_in_training_only():
+    x = jax.random.uniform(jax.random.PRNGKey(5), (16, 64))
+    levels = (8, 6, 5)
+    noisy = _small(quantizer="fsq", fsq_levels=levels, fsq_noise=1.0).objective(
+        DataInfo(shape=(64,))
+    )
+    plain = _small(quantizer="fsq", fsq_levels=levels).objective(DataInfo(shape=(64,)))
+    loss = noisy.loss_fn
+    params = jax.jit(loss.init)(jax.random.PRNGKey(0), {"x": x})
+    state = loss.init_model_state(jax.random.PRNGKey(1), {"x": x}, params)
+    model = loss.model
+    # The oracle: the decoder applied by hand to bound(z) + noise, the noise drawn as
+    # noisy_quantize draws it from the key the loss splits off.
+    rng = jax.random.PRNGKey(2)
+    _, noise_rng = jax.random.split(rng)
+    z = model.apply(params, x, method=V.VQVAE.lookup_inputs)
+    seen = fsq.noisy_quantize(noise_rng, z, levels, 1.0)
+    x_hat = model.apply(params, seen, method=V.VQVAE.decode_codes)
+    mse = np.mean(np.square(np.asarray(x_hat) - np.asarray(x)))
+    _, (metrics, _) = loss.loss(params, state, {"x": x}, rng)
+    assert float(metrics["recon_mse"]) == pytest.approx(mse, rel=1e-5)
+    # Another key, another loss; without noise the key does not matter.
+    _, (other, _) = loss.loss(params, state, {"x": x}, jax.random.PRNGKey(3))
+    assert float(other["recon_mse"]) != pytest.approx(mse, rel=1e-3)
+    a = plain.loss_fn.loss(params, state, {"x": x}, rng)[1][0]["recon_mse"]
+    b = plain.loss_fn.loss(params, state, {"x": x}, jax.random.PRNGKey(3))[1][0]["recon_mse"]
+    assert float(a) == float(b)
+    # Inference is the rounded code either way: the same parameters give the same code maps.
+    np.testing.assert_array_equal(
+        noisy.encode({"model": params}, state, x), plain.encode({"model": params}, state, x)
+    )
+
+
 def test_rvq_vqvae_stacks_its_levels_as_extra_prior_positions():
     x = jax.random.uniform(jax.random.PRNGKey(2), (16, 64))
     config = _small(quantizer="rvq", num_quantizers=3, restart_after=5, prior_steps=1)
@@ -320,6 +353,8 @@ def test_rvq_initialises_each_level_on_the_residuals_of_the_levels_before():
         (dict(quantizer="rvq", cosine=True), "cosine"),
         (dict(quantizer_dropout=True), "quantizer_dropout"),
         (dict(quantizer="rvq", rule="loss", restart_after=0), "quantizer"),
+        (dict(quantizer="fsq", fsq_noise=1.5), "fsq_noise"),
+        (dict(fsq_noise=0.5), "fsq_noise"),
     ],
 )
 def test_each_quantizer_setting_raises_a_value_error_naming_its_field(changes, field):

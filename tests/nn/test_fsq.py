@@ -141,3 +141,45 @@ def test_bound_of_an_even_level_count_by_hand():
     h6 = 5 * 1.001 / 2
     z = math.atanh(2.0 / h6) - math.atanh(0.5 / h6)
     np.testing.assert_allclose(fsq.bound(jnp.full((1, 1), z), (6,)), [[1.5]], atol=2e-6)
+
+
+def test_noise_substitution_replaces_a_prob_fraction_by_uniform_noise_one_level_wide():
+    from scipy import stats
+
+    levels, prob = (8, 6, 5), 0.3
+    z = jax.random.normal(jax.random.PRNGKey(7), (40000, 3)) * 1.5
+    half = np.asarray([L // 2 for L in levels], np.float32)
+    b = np.asarray(fsq.bound(z, levels))  # float32, as the quantizer computes it
+    q = np.asarray(fsq.noisy_quantize(jax.random.PRNGKey(8), z, levels, prob))
+    codes = np.round(b) / half  # the rounded codes, in float32
+    noisy = q != codes  # a noisy value equals its code with probability ~0
+    n = noisy.size
+    # The substituted fraction: binomial(n, prob), checked to 5 standard deviations.
+    assert abs(noisy.mean() - prob) < 5 * math.sqrt(prob * (1 - prob) / n)
+    # Substituted values are bound(z) + U(-1/2, 1/2) levels: Kolmogorov-Smirnov against
+    # scipy's uniform.
+    u = (q.astype(np.float64) * half - b)[noisy]
+    assert stats.kstest(u, stats.uniform(loc=-0.5, scale=1.0).cdf).pvalue > 1e-3
+    # prob = 0 is quantize itself; different keys give different noise.
+    np.testing.assert_array_equal(
+        fsq.noisy_quantize(jax.random.PRNGKey(8), z, levels, 0.0), fsq.quantize(z, levels)
+    )
+    other = np.asarray(fsq.noisy_quantize(jax.random.PRNGKey(9), z, levels, prob))
+    assert np.mean(other != q) > 0.3
+
+
+def test_noise_substitution_keeps_the_straight_through_gradient():
+    levels = (8, 6, 5)
+    z = jax.random.normal(jax.random.PRNGKey(10), (64, 3))
+    w = jax.random.normal(jax.random.PRNGKey(11), z.shape)
+    key = jax.random.PRNGKey(12)
+    g_noisy = jax.grad(lambda z: jnp.sum(w * fsq.noisy_quantize(key, z, levels, 0.7)))(z)
+    g_plain = jax.grad(lambda z: jnp.sum(w * fsq.quantize(z, levels)))(z)
+    # Both are the bounded projection's gradient, checked against finite differences above.
+    np.testing.assert_allclose(g_noisy, g_plain, rtol=1e-6)
+
+
+@pytest.mark.parametrize("prob", [-0.1, 1.5, "half"])
+def test_noise_substitution_probability_is_validated(prob):
+    with pytest.raises(ValueError, match=r"noisy_quantize: prob must be a number in \[0, 1\]"):
+        fsq.noisy_quantize(jax.random.PRNGKey(0), jnp.zeros((2, 3)), (8, 6, 5), prob)
