@@ -64,11 +64,17 @@ def _tiny(steps: int, batch: int) -> list[str]:
     return ["--quiet", *[a for item in args for a in ("--set", item)]]
 
 
-@pytest.mark.slow
-def test_ppca_trains_on_mnist_from_a_manual_directory(tmp_path, monkeypatch):
+def _mnist_dir(tmp_path, monkeypatch):
+    """A data directory holding a 300 / 100 MNIST written here in its IDX archives."""
     data_dir = tmp_path / "tfds"
     write_idx_set(manual(data_dir, "mnist"))
     allow_test_archives(monkeypatch, Mnist, {"train": 300, "test": 100})
+    return data_dir
+
+
+@pytest.mark.slow
+def test_ppca_trains_on_mnist_from_a_manual_directory(tmp_path, monkeypatch):
+    data_dir = _mnist_dir(tmp_path, monkeypatch)
     work = tmp_path / "run"
     code = main(["--model", "ppca", "--dataset", "mnist", "--workdir", str(work),
                  *_tiny(20, 100), "--set", f"data.data_dir={data_dir}",
@@ -115,3 +121,26 @@ def test_conv_vae_trains_on_celeb_a_64_from_a_manual_directory(tmp_path, monkeyp
     assert math.isfinite(summary["metrics"]["test_nll_iwae"])
     # 4 test images: two interpolation pairs.
     assert (work / "figures" / "interpolation.png").is_file()
+
+
+@pytest.mark.slow
+def test_vq_bits_trains_its_rows_on_mnist_over_seeds(tmp_path, monkeypatch):
+    from experiments import vq_bits
+
+    data_dir = _mnist_dir(tmp_path, monkeypatch)
+    work = tmp_path / "bits"
+    argv = ["--workdir", str(work), "--dataset", "mnist", "--only", "fsq_4x4x4", "--no-bf16"]
+    argv += ["--seeds", "2", *_tiny(12, 50)[1:]]  # vq_bits passes --quiet itself
+    for item in ("model.prior_steps=4", "eval.num_samples=20", f"data.data_dir={data_dir}"):
+        argv += ["--set", item]
+    assert vq_bits.main(argv) == 0
+    for run in ("fsq_4x4x4", "fsq_4x4x4-seed1"):
+        summary = json.loads((work / run / "summary.json").read_text())
+        assert summary["dataset"] == "mnist"
+        # 28 x 28 through two stride-2 stages: a 7 x 7 map of 4 * 4 * 4 = 64 codes.
+        assert summary["metrics"]["bits_per_image"] == pytest.approx(49 * 6)
+    config = json.loads((work / "fsq_4x4x4-seed1" / "config.json").read_text())
+    assert config["train"]["seed"] == 1
+    seeds = json.loads((work / "seeds.json").read_text())["fsq_4x4x4"]
+    assert seeds["seeds"] == 2 and len(seeds["recon_mse"]["values"]) == 2
+    assert (work / "seeds.md").read_text().startswith("| run | seeds |")

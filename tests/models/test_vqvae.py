@@ -834,3 +834,36 @@ def test_vq_bits_bf16_rows_by_hand():
     md = vq_bits.bf16_markdown(table).splitlines()
     assert md[2] == "| vq | 0.02 | 0.021 | 1.050 | 0 |" and md[3].endswith("| 0.900 | 3 |")
     assert set(vq_bits.BF16) <= set(vq_bits.RUNS)
+
+
+def test_vq_bits_seed_rows_by_hand():
+    from experiments import vq_bits
+
+    def m(mse, usage, perp, skipped=0):
+        return {"recon_mse": mse, "code_usage": usage, "perplexity": perp, "skipped_steps": skipped}
+
+    runs = {"fsq": [m(0.01, 0.9, 100.0), m(0.03, 1.0, 120.0)], "rvq": [m(0.02, 1.0, 7.0)] * 2}
+    low = {"fsq": [m(0.011, 0.9, 99.0), m(0.033, 0.95, 118.0, skipped=2)]}
+    table = vq_bits.seed_rows(runs, low)
+    fsq = table["fsq"]
+    # By hand: mean (0.01 + 0.03) / 2, sample std |0.03 - 0.01| / sqrt(2).
+    assert fsq["recon_mse"]["mean"] == pytest.approx(0.02)
+    assert fsq["recon_mse"]["std"] == pytest.approx(0.02 / 2**0.5)
+    assert fsq["min_code_usage"] == 0.9 and fsq["seeds"] == 2
+    assert fsq["bf16_ratios"] == pytest.approx([1.1, 1.1])
+    assert fsq["bf16_ratio_of_means"] == pytest.approx(0.022 / 0.02)
+    assert fsq["bf16_nonfinite_steps"] == 2
+    assert table["rvq"]["recon_mse"]["std"] == 0.0 and "bf16_ratios" not in table["rvq"]
+    md = vq_bits.seeds_markdown(table).splitlines()
+    assert md[2] == (
+        "| fsq | 2 | 0.0200 ± 0.0141 | 95.0% ± 7.1% (90.0%) | 110.0 ± 14.1 | 1.100 (1.100, 1.100) |"
+    )
+    assert md[3].endswith("| – |")
+
+
+def test_vq_bits_rejects_a_seed_count_below_one(tmp_path, capsys):
+    from experiments import vq_bits
+
+    assert vq_bits.main(["--workdir", str(tmp_path), "--seeds", "0"]) == 2
+    assert "--seeds must be >= 1" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
