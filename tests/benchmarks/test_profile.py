@@ -2,6 +2,7 @@
 counts against hand-counted cases, and one tiny end-to-end profile."""
 
 import math
+import os
 
 import pytest
 
@@ -123,14 +124,16 @@ def test_profile_of_a_tiny_vae_accounts_for_the_step(tmp_path):
     no_input_grad = 2 * 8 * 784 * 200
     expected = 3 * forward - no_input_grad
     assert cats["matmul"]["gflop_per_step"] * 1e9 == pytest.approx(expected, rel=0.02)
-    # The ops' summed time accounts for the step (one device, thunks run one at a time here):
-    # not more than the wall time, and most of it. The wall time also holds dispatch and, on
-    # a busy machine, time the process waited for a core (a CI run under load measured 0.49
-    # of it), so the lower bound is loose; an op kind left out of the accounting would fall
-    # far below it.
+    # The ops' summed time accounts for the step: most of the wall time, and no more than the
+    # cores could run at once (XLA:CPU runs independent ops concurrently, one per core: a CI
+    # run on 2 cores measured 2.02x the wall time). The wall time also holds dispatch and,
+    # on a busy machine, time the process waited for a core (a CI run under load measured
+    # 0.49 of it), so the lower bound is loose; an op kind left out of the accounting would
+    # fall far below it.
     top = row["top_ops"]
     assert top == sorted(top, key=lambda o: -o["ms_per_step"])
     assert sum(o["share"] for o in top) <= 1.0 + 1e-9
     assert any(o["what"].startswith(("dot", "fusion of dot")) for o in top), top
     ratio = row["op_ms_per_step"] / row["wall_ms_per_step"]
-    assert 0.25 <= ratio <= 1.5, (row["op_ms_per_step"], row["wall_ms_per_step"])
+    cores = len(os.sched_getaffinity(0))
+    assert 0.25 <= ratio <= 1.25 * cores, (row["op_ms_per_step"], row["wall_ms_per_step"], cores)
