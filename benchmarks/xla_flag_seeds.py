@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,10 +67,8 @@ def train_one(out: Path, name: str, seed: int, flag: bool) -> dict:
 
 
 def _stats(values: list[float]) -> dict:
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return {"values": values, "mean": mean, "std": std}
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"values": values, "mean": statistics.fmean(values), "std": std}
 
 
 def compare(off: list[float], on: list[float]) -> dict:

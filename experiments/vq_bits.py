@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from functools import partial
 from pathlib import Path
@@ -143,9 +144,8 @@ SEED_COLUMNS = ("recon_mse", "code_usage", "perplexity")
 
 
 def _mean_std(values: list[float]) -> dict:
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)
-    return {"values": values, "mean": mean, "std": var**0.5}
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"values": values, "mean": statistics.fmean(values), "std": std}
 
 
 def seed_rows(runs: dict[str, list[dict]], bf16: dict[str, list[dict]]) -> dict[str, dict]:
