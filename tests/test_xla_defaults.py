@@ -11,7 +11,9 @@ import pytest
 
 from genjax import xla_defaults
 
-YNN = "--xla_cpu_experimental_ynn_fusion_type=dot"
+YNN = "--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce"
+OPTION = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+FIELD = "xla_cpu_experimental_ynn_fusion_type"
 
 
 @pytest.mark.parametrize(
@@ -88,3 +90,72 @@ def test_the_commands_compile_under_the_flags_unless_switched_off(package):
     # The flag limits YNNPACK to matrix products: XLA's default also gives it the
     # convolutions, so the compiled program has fewer YNN fusions exactly when it is set.
     assert fusions_on < fusions_off
+
+
+@pytest.mark.parametrize(
+    ("env", "version", "expected"),
+    [
+        ({}, "0.10.2", {FIELD: OPTION}),
+        ({"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}, "0.10.0",
+         {FIELD: OPTION}),
+        ({"XLA_FLAGS": f"--{FIELD}=dot"}, "0.10.2", {}),  # the user's value wins
+        ({"GENJAX_XLA_DEFAULTS": "no"}, "0.10.2", {}),
+        ({}, "0.11.0", {}),
+    ],
+)  # fmt: skip
+def test_compiler_options_unless_told_set_or_unmeasured(env, version, expected):
+    assert xla_defaults.compiler_options(env, jaxlib_version=version) == expected
+
+
+def test_flags_and_compiler_options_name_the_same_settings():
+    assert set(xla_defaults.FLAGS_BY_JAXLIB) == set(xla_defaults.OPTIONS_BY_JAXLIB)
+    for series, flags in xla_defaults.FLAGS_BY_JAXLIB.items():
+        names = {flag.split("=")[0].lstrip("-") for flag in flags}
+        assert names == set(xla_defaults.OPTIONS_BY_JAXLIB[series])
+
+
+# A fresh interpreter with no XLA flags, so that XLA's own defaults are the reference: the
+# engine's step for a model with convolutions and for two without, compiled with the
+# engine's default options and with none ({}). Prints, per model, whether the optimised
+# programs are identical, and the YNN fusions in each. The shapes are large enough for
+# YNNPACK to take the reductions and the convolutions (it declines tiny ones, 8x8 images).
+_ENGINE_PROBE = """
+import jax, jax.numpy as jnp, optax
+from genjax.models import gan, ppca, vae
+from genjax.models.base import DataInfo
+from genjax.train import Engine, init_state
+
+cases = {
+    "ppca": (ppca.PPCAConfig(latent_dim=8), (64,)),
+    "vae_mlp": (vae.VAEConfig(hidden=(32,), latent_dim=2), (64,)),
+    "vae_conv": (vae.VAEConfig(architecture="conv", hidden=(8, 16), latent_dim=2), (28, 28, 1)),
+}
+for name, (config, shape) in cases.items():
+    task = config.objective(DataInfo(shape=shape)).task(optax.adam(1e-3))
+    batch = {"x": jnp.full((64, *shape), 0.5), "label": jnp.zeros((64,), jnp.int32)}
+    texts = []
+    for options in (None, {}):
+        engine = Engine(task, donate=False, compiler_options=options)
+        state = engine.place_state(init_state(task, jax.random.PRNGKey(0), batch))
+        engine.step(state, batch)
+        texts.append(engine._cache["step"].lower(state, batch).compile().as_text())
+    fusions = [text.count("__ynn_fusion") for text in texts]
+    print(name, texts[0] == texts[1], *fusions)
+"""
+
+
+def test_engine_options_change_only_programs_with_convolutions():
+    """With no flags set, the engine's default compiler options leave a model without
+    convolutions with exactly XLA's default program, and take the convolutions of one with
+    them away from YNNPACK."""
+    if not xla_defaults.OPTIONS_BY_JAXLIB.get(".".join(metadata.version("jaxlib").split(".")[:2])):
+        pytest.skip(f"platform: jaxlib {metadata.version('jaxlib')} has no measured options")
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "GENJAX_XLA_DEFAULTS")}
+    out = subprocess.run(
+        [sys.executable, "-c", _ENGINE_PROBE], env=env, capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    rows = {line.split()[0]: line.split()[1:] for line in out if line.strip()}
+    assert rows["ppca"][0] == "True" and rows["vae_mlp"][0] == "True"
+    same, with_options, default = rows["vae_conv"]
+    assert same == "False"
+    assert int(with_options) < int(default)
