@@ -104,12 +104,19 @@ class GenjaxRunner:
 
     Construction compiles the per-step update (``Engine.step``) on one batch; ``load(raw)``
     then places ``T`` batches and compiles the scan over ``T`` steps (``Engine.run``).
+    ``compiler_options`` goes to the :class:`~genjax.train.Engine` (``None``: its default).
     """
 
-    def __init__(self, built: specs.Built, first: dict[str, np.ndarray]):
+    def __init__(
+        self,
+        built: specs.Built,
+        first: dict[str, np.ndarray],
+        compiler_options: dict[str, str] | None = None,
+    ):
         self.built = built
         task, prepare = built.task, built.prepare
-        self.engine = Engine(task, prepare)  # jit strategy, donated state: as training runs
+        # jit strategy, donated state, the engine's default compiler options: as training runs
+        self.engine = Engine(task, prepare, compiler_options=compiler_options)
 
         # Initialise under one jit, as genjax.train.fit does.
         @jax.jit
