@@ -20,11 +20,15 @@ timed calls, each ending with ``block_until_ready``:
 ``compile_s`` is the time to lower and compile the jitted core for these shapes.
 
 * ``sklearn.<solver>``: scikit-learn's ``PCA(n_components=q, svd_solver=solver).fit`` on the
-  same data as a NumPy array, for ``"auto"`` (what a user gets: for data this tall it picks
-  ``"covariance_eigh"``) and ``"covariance_eigh"``; run in a child process that has OpenBLAS's
-  threads (one per core) so that scikit-learn's BLAS calls are not held to the one thread
-  this process uses. ``closed_form_speedup`` is the median time of scikit-learn's ``auto``
-  fit over that of the fastest closed-form method.
+  same data as a NumPy array (and its ``score``, the mean log-likelihood), for ``"auto"``
+  (what a user gets: for data this tall it picks ``"covariance_eigh"``) and
+  ``"covariance_eigh"``; run in a child process that has OpenBLAS's threads (one per core)
+  so that scikit-learn's BLAS calls are not held to the one thread this process uses.
+  ``closed_form_speedup`` is the median time of scikit-learn's ``auto`` fit over that of the
+  fastest closed-form method.
+* ``mean_log_likelihood`` of each closed-form fit on the data, and ``_ddof1`` for the fit with
+  scikit-learn's covariance divisor ``N - 1``; ``log_likelihood_gap_to_sklearn`` is the
+  largest difference between that and scikit-learn's ``score`` (nats per example).
 
 Prints one JSON object (and writes it to ``--out`` if given).
 
@@ -83,6 +87,11 @@ def _compile_time(jitted: Any, *args: Any, **static: Any) -> float:
 SKLEARN_SOLVERS = ("auto", "covariance_eigh")
 
 
+def _mean_ll(params: ppca.PPCAParams, x: jax.Array) -> float:
+    """Mean per-example log-likelihood of ``x`` under ``params`` (nats)."""
+    return float(jnp.mean(ppca._log_likelihood(params, x)))
+
+
 def _sklearn_worker(n: int, d: int, q: int, repeats: int) -> dict[str, Any]:
     """Times scikit-learn's PCA fits on the benchmark's data (run in the child process)."""
     import numpy as np
@@ -92,7 +101,8 @@ def _sklearn_worker(n: int, d: int, q: int, repeats: int) -> dict[str, Any]:
     out = {}
     for solver in SKLEARN_SOLVERS:
         times = _time(lambda s=solver: PCA(n_components=q, svd_solver=s).fit(x), repeats)
-        out[f"sklearn.{solver}"] = _summary(times)
+        score = float(PCA(n_components=q, svd_solver=solver).fit(x).score(x))
+        out[f"sklearn.{solver}"] = {**_summary(times), "mean_log_likelihood": score}
     return out
 
 
@@ -114,7 +124,16 @@ def bench(
     for method in methods:
         compile_s = _compile_time(ppca._closed_form, x, q, 0, method)
         times = _time(lambda m=method: ppca.fit_closed_form(x, q, method=m), repeats)
-        out[f"closed_form.{method}"] = {"compile_s": compile_s, **_summary(times)}
+        out[f"closed_form.{method}"] = {
+            "compile_s": compile_s,
+            **_summary(times),
+            # The ML fit's mean log-likelihood, and that of the fit with scikit-learn's
+            # covariance divisor N - 1 (what its PCA.score evaluates).
+            "mean_log_likelihood": _mean_ll(ppca.fit_closed_form(x, q, method=method), x),
+            "mean_log_likelihood_ddof1": _mean_ll(
+                ppca.fit_closed_form(x, q, ddof=1, method=method), x
+            ),
+        }
 
     rng = jax.random.key(1)
     w0, s0 = ppca._em_init(x, rng, q)
@@ -138,6 +157,14 @@ def bench(
     out.update(_sklearn(n, d, q, repeats))
     fastest = min(out[f"closed_form.{m}"]["median_s"] for m in methods)
     out["closed_form_speedup"] = out["sklearn.auto"]["median_s"] / fastest
+    out["log_likelihood_gap_to_sklearn"] = max(
+        abs(
+            out[f"closed_form.{m}"]["mean_log_likelihood_ddof1"]
+            - out[f"sklearn.{s}"]["mean_log_likelihood"]
+        )
+        for m in methods
+        for s in SKLEARN_SOLVERS
+    )
     return out
 
 
