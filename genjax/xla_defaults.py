@@ -65,19 +65,31 @@ __all__ = [
 #: Set to ``0`` (or ``false``, ``no``, ``off``) to run without genjax's XLA settings.
 ENV_SWITCH = "GENJAX_XLA_DEFAULTS"
 
-#: jaxlib release series ("major.minor") -> the XLA flags measured on it.
-FLAGS_BY_JAXLIB: dict[str, tuple[str, ...]] = {
-    "0.10": ("--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce",),
-}
-
-#: The same settings as per-program compiler options (``DebugOptions`` field -> value, enum
-#: values by their protobuf names, as ``jax.jit(..., compiler_options=...)`` parses them).
+#: jaxlib release series ("major.minor") -> the settings measured on it, as per-program
+#: compiler options (``DebugOptions`` field -> value; enum values by their protobuf names, as
+#: ``jax.jit(..., compiler_options=...)`` parses them).
 OPTIONS_BY_JAXLIB: dict[str, dict[str, str]] = {
     "0.10": {
         "xla_cpu_experimental_ynn_fusion_type": (
             "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
         )
     },
+}
+
+_ENUM_PREFIX = "LIBRARY_FUSION_TYPE_"
+
+
+def _as_flag(field: str, value: str) -> str:
+    """The ``XLA_FLAGS`` spelling of one option: ``--field=v1,v2`` with each enum value's
+    short lower-case name (``LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT`` -> ``individual_dot``)."""
+    names = [v.removeprefix(_ENUM_PREFIX).lower() for v in value.split(",")]
+    return f"--{field}={','.join(names)}"
+
+
+#: The same settings as ``XLA_FLAGS`` flags (derived from :data:`OPTIONS_BY_JAXLIB`).
+FLAGS_BY_JAXLIB: dict[str, tuple[str, ...]] = {
+    series: tuple(_as_flag(k, v) for k, v in options.items())
+    for series, options in OPTIONS_BY_JAXLIB.items()
 }
 
 

@@ -107,11 +107,45 @@ def test_compiler_options_unless_told_set_or_unmeasured(env, version, expected):
     assert xla_defaults.compiler_options(env, jaxlib_version=version) == expected
 
 
-def test_flags_and_compiler_options_name_the_same_settings():
-    assert set(xla_defaults.FLAGS_BY_JAXLIB) == set(xla_defaults.OPTIONS_BY_JAXLIB)
-    for series, flags in xla_defaults.FLAGS_BY_JAXLIB.items():
-        names = {flag.split("=")[0].lstrip("-") for flag in flags}
-        assert names == set(xla_defaults.OPTIONS_BY_JAXLIB[series])
+# A convolution's gradient and a large row reduction, compiled in a fresh interpreter once
+# under the flag form of the settings (XLA_FLAGS, no options) and once under the option form
+# (no flags): XLA's own parsers are the oracle that the two spellings mean the same setting
+# (the probe tells `individual_dot,reduce` from `individual_dot` and from `dot`).
+_FORMS_PROBE = """
+import sys
+import jax, jax.numpy as jnp
+from jax import lax
+from genjax import xla_defaults
+x, w = jnp.ones((64, 28, 28, 8)), jnp.ones((3, 3, 8, 16))
+dims = ("NHWC", "HWIO", "NHWC")
+conv = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dims)
+loss = lambda x, w: jnp.sum(conv(x, w) ** 2)
+options = xla_defaults.compiler_options({}) if sys.argv[1] == "options" else None
+f = jax.jit(jax.grad(loss, (0, 1)), compiler_options=options)
+print(f.lower(x, w).compile().as_text())
+a = jnp.ones((512, 784))  # a row reduction of PPCA's size, which YNNPACK takes by default
+g = jax.jit(lambda a: jnp.sum(jnp.square(a), axis=1), compiler_options=options)
+print(g.lower(a).compile().as_text())
+"""
+
+
+def test_the_flag_and_the_compiler_options_compile_the_same_program():
+    flags = xla_defaults.recommended_flags()
+    if not flags:
+        pytest.skip(f"platform: jaxlib {metadata.version('jaxlib')} has no measured settings")
+    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "GENJAX_XLA_DEFAULTS")}
+
+    def compiled(form: str, env: dict) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", _FORMS_PROBE, form],
+            env=env, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+
+    with_flag = compiled("flag", {**base, "XLA_FLAGS": " ".join(flags)})
+    with_options = compiled("options", base)
+    default = compiled("flag", base)
+    assert with_flag == with_options
+    assert with_flag.count("__ynn_fusion") < default.count("__ynn_fusion")
 
 
 # A fresh interpreter with no XLA flags, so that XLA's own defaults are the reference: the
